@@ -1,0 +1,1 @@
+"""Pure gossip math: topologies, mixing weights, spectral gap, averaging. No I/O."""

@@ -1,0 +1,171 @@
+"""Mixing matrices for gossip averaging and their spectral gap.
+
+Row i of a mixing matrix W holds the weights node i gives to itself and to the models it
+receives: x_i <- sum_j W_ij x_j. Metropolis-Hastings and max-degree weights are symmetric and
+doubly stochastic on any undirected graph (Xiao and Boyd, "Fast linear iterations for
+distributed averaging", 2004); uniform weights 1/(deg+1) are row-stochastic, and doubly
+stochastic on regular graphs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+
+SCHEMES = ("metropolis_hastings", "max_degree", "uniform")
+
+# Dense eigendecomposition below this many nodes; sparse solvers above.
+DENSE_LIMIT = 1500
+
+
+def undirected_arrays(n: int, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both directions of each undirected edge (no self loops) and the degree of every node."""
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    src = np.concatenate([edges[:, 0], edges[:, 1]])
+    dst = np.concatenate([edges[:, 1], edges[:, 0]])
+    deg = np.bincount(src, minlength=n)
+    return src, dst, deg
+
+
+def mixing_matrix(n: int, edges: np.ndarray, scheme: str = "metropolis_hastings") -> sp.csr_matrix:
+    """Mixing matrix of an undirected graph given as an [E, 2] array of node pairs."""
+    src, dst, deg = undirected_arrays(n, edges)
+    if scheme == "metropolis_hastings":
+        w = 1.0 / (1.0 + np.maximum(deg[src], deg[dst]))
+    elif scheme == "max_degree":
+        w = np.full(len(src), 1.0 / (1.0 + (deg.max() if n else 0)))
+    elif scheme == "uniform":
+        w = 1.0 / (1.0 + deg[dst])
+    else:
+        raise ValueError(f"unknown mixing scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+    # Entry (dst, src): the receiver dst weighs the model of src.
+    off = sp.csr_matrix((w, (dst, src)), shape=(n, n))
+    diag = 1.0 - np.asarray(off.sum(axis=1)).ravel()
+    return (off + sp.diags(diag)).tocsr()
+
+
+def receiver_average(n: int, src: np.ndarray, dst: np.ndarray) -> sp.csr_matrix:
+    """Row-stochastic W for a directed round: each node averages itself with what it received."""
+    indeg = np.bincount(dst, minlength=n)
+    w = 1.0 / (1.0 + indeg[dst])
+    off = sp.csr_matrix((w, (dst, src)), shape=(n, n))
+    return (off + sp.diags(1.0 / (1.0 + indeg))).tocsr()
+
+
+def spectral_gap(w: sp.spmatrix | np.ndarray) -> float:
+    """1 - max(|lambda_2|, |lambda_n|) of a symmetric mixing matrix.
+
+    Dense below DENSE_LIMIT nodes. Above it, Lanczos on W with the consensus direction
+    projected out; when that does not converge (slowly mixing graphs such as a long ring,
+    whose top eigenvalues crowd near 1), shift-invert around both ends of the spectrum.
+    """
+    w = sp.csr_matrix(w)
+    n = w.shape[0]
+    if n <= 1:
+        return 1.0
+    if n <= DENSE_LIMIT:
+        ev = np.linalg.eigvalsh(w.toarray())
+        return float(max(0.0, 1.0 - max(abs(ev[-2]), abs(ev[0]))))
+
+    def deflated(v: np.ndarray) -> np.ndarray:
+        v = v - v.mean()
+        out = w @ v
+        return out - out.mean()
+
+    op = spla.LinearOperator((n, n), matvec=deflated, dtype=np.float64)
+    try:
+        top = spla.eigsh(op, k=1, which="LM", tol=1e-10, maxiter=100, return_eigenvectors=False)
+        return float(max(0.0, 1.0 - abs(top[0])))
+    except spla.ArpackNoConvergence:
+        pass
+    lap = (sp.identity(n, format="csc") - w).tocsc()
+    low = spla.eigsh(lap, k=2, sigma=-1e-9, which="LM", return_eigenvectors=False)
+    # The bottom of the spectrum needs little precision: it only matters when near -1.
+    try:
+        bottom = spla.eigsh(w, k=1, which="SA", tol=1e-4, maxiter=3000, return_eigenvectors=False)
+    except spla.ArpackNoConvergence as exc:
+        bottom = exc.eigenvalues if len(exc.eigenvalues) else np.array([-1.0])
+    return float(max(0.0, min(max(low), 1.0 + float(np.min(bottom)))))
+
+
+def mixing_rate_gap(ws: list[sp.spmatrix], product: bool = False) -> float:
+    """Per-round spectral gap of a random or time-varying mixing sequence.
+
+    With M = (I - J) W (I - J) and J the averaging matrix, consensus error contracts in
+    expectation by rho = lambda_max(E[M^T M]) per round in squared norm; the gap returned,
+    1 - sqrt(rho), equals the usual spectral gap when W is fixed and symmetric. With
+    `product`, the sequence is one period applied in order (W_k ... W_1) and the gap is per
+    round: 1 - rho^(1/(2k)).
+    """
+    n = ws[0].shape[0]
+    if n <= 1:
+        return 1.0
+    mats = [sp.csr_matrix(w) for w in ws]
+
+    def center(v: np.ndarray) -> np.ndarray:
+        return v - v.mean()
+
+    def apply(v: np.ndarray, transpose: bool) -> np.ndarray:
+        for m in reversed(mats) if transpose else mats:
+            v = center((m.T if transpose else m) @ v)
+        return v
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        v = center(np.asarray(v, dtype=np.float64).ravel())
+        if product:
+            return apply(apply(v, False), True)
+        acc = np.zeros(n)
+        for m in mats:
+            acc += m.T @ center(m @ v)
+        return center(acc / len(mats))
+
+    if n <= DENSE_LIMIT:
+        a = np.column_stack([matvec(e) for e in np.eye(n)])
+        rho = float(np.linalg.eigvalsh((a + a.T) / 2)[-1])
+    elif np.linalg.norm(matvec(np.random.default_rng(0).standard_normal(n))) < 1e-9:
+        rho = 0.0  # the sequence averages exactly (one-peer exponential, n a power of two)
+    else:
+        op = spla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+        rho = float(spla.eigsh(op, k=1, which="LA", tol=1e-8, return_eigenvectors=False)[0])
+    rho = min(max(rho, 0.0), 1.0)
+    return float(1.0 - rho ** (1.0 / (2 * len(mats) if product else 2)))
+
+
+def predicted_rounds(gap: float, factor: float = 1000.0) -> float:
+    """Rounds for consensus error to shrink by `factor`: ln(factor) / gap (inf if gap is 0)."""
+    return math.log(factor) / gap if gap > 0 else math.inf
+
+
+def to_torch(w: sp.spmatrix, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A scipy sparse matrix as a torch sparse CSR tensor."""
+    c = sp.csr_matrix(w)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(c.indptr.astype(np.int64)),
+            torch.from_numpy(c.indices.astype(np.int64)),
+            torch.from_numpy(c.data).to(dtype),
+            size=c.shape,
+            check_invariants=False,
+        )
+
+
+def weighted_average(
+    tensors: list[torch.Tensor], weights: list[float] | torch.Tensor
+) -> torch.Tensor:
+    """sum_k weights[k] * tensors[k], with weights re-normalised to sum to one."""
+    if not tensors:
+        raise ValueError("nothing to average")
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    if w.numel() != len(tensors) or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("weights must be finite, non-negative, one per tensor, not all zero")
+    w = w / w.sum()
+    out = torch.zeros_like(tensors[0])
+    for wk, t in zip(w.tolist(), tensors, strict=True):
+        out.add_(t, alpha=wk)
+    return out

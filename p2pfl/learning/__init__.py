@@ -1,0 +1,1 @@
+"""Torch-only learning core: models, datasets, partitioners, trainer, parameter utilities."""

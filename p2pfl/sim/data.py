@@ -1,0 +1,63 @@
+"""Node-local training data laid out for the engines: one flat table plus per-node offsets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from p2pfl.learning.datasets import Dataset
+from p2pfl.learning.partition import Partition
+
+
+@dataclass
+class NodeData:
+    """Training rows of all nodes, node k's rows at offsets[k] : offsets[k] + sizes[k]."""
+
+    x: torch.Tensor  # [rows, features] float32
+    y: torch.Tensor  # [rows] int64
+    offsets: torch.Tensor  # [nodes] int64
+    sizes: np.ndarray  # [nodes] int64
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    n_classes: int
+
+    @property
+    def nodes(self) -> int:
+        return len(self.sizes)
+
+    def node(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of node k (views)."""
+        a = int(self.offsets[k])
+        b = a + int(self.sizes[k])
+        return self.x[a:b], self.y[a:b]
+
+    @classmethod
+    def build(cls, ds: Dataset, part: Partition) -> NodeData:
+        """Gather each node's rows (applying its feature shift) into one contiguous table."""
+        xs, ys = [], []
+        for k, rows in enumerate(part.indices):
+            x = ds.x_train[rows]
+            if part.feature_shift is not None:
+                x = x + part.feature_shift[k]
+            xs.append(x)
+            ys.append(ds.y_train[rows])
+        sizes = part.sizes
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        return cls(
+            x=torch.from_numpy(np.concatenate(xs).astype(np.float32)),
+            y=torch.from_numpy(np.concatenate(ys).astype(np.int64)),
+            offsets=torch.from_numpy(offsets),
+            sizes=sizes,
+            x_test=torch.from_numpy(ds.x_test),
+            y_test=torch.from_numpy(ds.y_test),
+            n_classes=ds.n_classes,
+        )
+
+    def pooled(self) -> NodeData:
+        """All rows as a single node (for the centralized baseline)."""
+        return NodeData(
+            self.x, self.y, torch.zeros(1, dtype=torch.int64), np.array([len(self.y)]),
+            self.x_test, self.y_test, self.n_classes,
+        )

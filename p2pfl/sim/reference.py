@@ -1,0 +1,62 @@
+"""Reference engine: a plain loop over N separate torch models.
+
+This is the readable definition of decentralized SGD (D-PSGD, Lian et al., NeurIPS 2017): each
+round every node takes its local optimizer steps, then replaces its parameters by the
+W-weighted average of its own and its in-neighbours' parameters. Optimizer state (momentum,
+Adam moments) stays local and is not mixed.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from p2pfl.learning.batches import Step
+from p2pfl.learning.params import flatten, load_flat
+from p2pfl.learning.trainer import OptimConfig, make_optimizer, train_steps
+from p2pfl.sim.data import NodeData
+
+
+class ReferenceEngine:
+    """N torch modules with N torch.optim optimizers."""
+
+    def __init__(self, model: nn.Module, data: NodeData, opt: OptimConfig, init: torch.Tensor):
+        self.data = data
+        self.models = []
+        self.optimizers = []
+        for _ in range(data.nodes):
+            m = copy.deepcopy(model)
+            load_flat(m, init)
+            self.models.append(m)
+            self.optimizers.append(make_optimizer(m, opt))
+
+    def local_round(self, steps: list[Step]) -> np.ndarray:
+        """Local training of every node; returns each node's mean loss over its steps."""
+        losses = np.zeros(self.data.nodes)
+        for k, (model, optimizer) in enumerate(zip(self.models, self.optimizers, strict=True)):
+            x, y = self.data.node(k)
+            batches = []
+            for step in steps:
+                rows = step.index[k] if step.valid is None else step.index[k][step.valid[k]]
+                if len(rows):
+                    batches.append(rows)
+            losses[k] = train_steps(model, optimizer, x, y, batches)
+        return losses
+
+    def mix(self, w: sp.csr_matrix) -> None:
+        """x_i <- sum_j W_ij x_j for every node i, one node at a time."""
+        old = [flatten(m) for m in self.models]
+        for i, model in enumerate(self.models):
+            lo, hi = w.indptr[i], w.indptr[i + 1]
+            new = torch.zeros_like(old[i])
+            for j, wij in zip(w.indices[lo:hi], w.data[lo:hi], strict=True):
+                new += float(wij) * old[j]
+            load_flat(model, new)
+
+    def params(self) -> torch.Tensor:
+        """Parameters of all nodes as an [N, P] tensor."""
+        return torch.stack([flatten(m) for m in self.models])

@@ -1,0 +1,163 @@
+"""Run one simulation: build data, topology and engine, loop over rounds, collect metrics."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from p2pfl.errors import UserError
+from p2pfl.gossip.topology import Topology, build_topology
+from p2pfl.learning.batches import BatchPlan
+from p2pfl.learning.datasets import Dataset, load_dataset
+from p2pfl.learning.models import build_model, parse_hidden
+from p2pfl.learning.params import flatten, num_params
+from p2pfl.learning.partition import partition
+from p2pfl.learning.trainer import OptimConfig
+from p2pfl.sim.data import NodeData
+from p2pfl.sim.metrics import consensus_distance, node_accuracies
+from p2pfl.sim.reference import ReferenceEngine
+from p2pfl.sim.settings import BASELINES, ENGINES, SimConfig
+from p2pfl.sim.vectorized import VectorizedEngine
+
+Progress = Callable[[str, int, int], None]  # (run name, rounds done, total rounds)
+
+FINAL_KEYS = (
+    "mean_local_accuracy", "min_local_accuracy", "max_local_accuracy",
+    "averaged_model_accuracy", "consensus_distance", "train_loss",
+)
+
+
+@dataclass
+class RunResult:
+    """Metric rows of one run (decentralized, or a baseline) and its final row."""
+
+    name: str
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, float]:
+        return {k: self.rows[-1][k] for k in FINAL_KEYS} if self.rows else {}
+
+
+@dataclass
+class SimResult:
+    """Everything `p2pfl simulate` reports."""
+
+    config: SimConfig
+    spectral_gap: float
+    n_params: int
+    runs: list[RunResult]
+    wall_seconds: float = 0.0
+
+    @property
+    def main(self) -> RunResult:
+        return self.runs[0]
+
+
+def validate(cfg: SimConfig) -> None:
+    """Check the settings that need no data; raises UserError with the problem."""
+    if cfg.engine not in ENGINES:
+        raise UserError(f"unknown engine {cfg.engine!r}; choose one of {', '.join(ENGINES)}")
+    if cfg.baseline not in BASELINES:
+        raise UserError(f"unknown baseline {cfg.baseline!r}; choose one of {', '.join(BASELINES)}")
+    if cfg.local_steps is not None and cfg.local_epochs is not None:
+        raise UserError("give --local-steps or --local-epochs, not both")
+    for key in ("nodes", "rounds", "batch_size", "eval_every"):
+        if getattr(cfg, key) < 1:
+            raise UserError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(cfg, key)}")
+    for key in ("local_steps", "local_epochs"):
+        if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
+            raise UserError(f"--{key.replace('_', '-')} must be at least 1")
+
+
+def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
+    """Load and partition the data and build the topology (the slow, checkable part)."""
+    validate(cfg)
+    topo = build_topology(cfg.topology, cfg.nodes, cfg.param, seed=cfg.seed, scheme=cfg.mixing)
+    if not cfg.allow_disconnected and not topo.is_connected():
+        raise UserError(
+            f"topology {cfg.topology} with {cfg.nodes} nodes is disconnected; "
+            "pass --allow-disconnected to simulate it anyway"
+        )
+    ds = load_dataset(cfg.dataset, seed=cfg.seed, label_column=cfg.label_column,
+                      site_column=cfg.site_column, nodes=cfg.nodes)
+    part = partition(cfg.partition, ds.y_train, cfg.nodes, seed=cfg.seed,
+                     site=ds.site_train, n_features=ds.n_features)
+    return ds, NodeData.build(ds, part), topo
+
+
+def simulate(cfg: SimConfig, progress: Progress | None = None) -> SimResult:
+    """Run decentralized training, then the requested baseline, and collect metrics."""
+    start = time.perf_counter()
+    ds, data, topo = prepare(cfg)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, ds.n_features, ds.n_classes, parse_hidden(cfg.hidden), cfg.seed)
+    opt = OptimConfig(name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
+    gap = topo.spectral_gap()
+    runs = [_run("decentralized", cfg, model, opt, data, topo, progress)]
+    if cfg.baseline == "local":
+        runs.append(_run("local", cfg, model, opt, data, None, progress))
+    elif cfg.baseline == "centralized":
+        pooled = data.pooled()
+        runs.append(_run("centralized", cfg, model, opt, pooled, None, progress,
+                         batch_size=min(cfg.batch_size * cfg.nodes, len(pooled.y))))
+    return SimResult(cfg, gap, num_params(model), runs, time.perf_counter() - start)
+
+
+def _run(
+    name: str,
+    cfg: SimConfig,
+    model: torch.nn.Module,
+    opt: OptimConfig,
+    data: NodeData,
+    topo: Topology | None,
+    progress: Progress | None,
+    batch_size: int | None = None,
+) -> RunResult:
+    """One run: `topo` None means no communication (local baseline, or a single node)."""
+    engine_cls = VectorizedEngine if cfg.engine == "vectorized" else ReferenceEngine
+    engine = engine_cls(model, data, opt, flatten(model))
+    plan = BatchPlan(data.sizes, batch_size or cfg.batch_size,
+                     None if cfg.local_epochs else (cfg.local_steps or 1), cfg.local_epochs, cfg.seed)
+    p = num_params(model)
+    result = RunResult(name)
+    sent = 0.0
+    for t in range(cfg.rounds):
+        losses = engine.local_round(plan.round(t))
+        if topo is not None:
+            w = topo.mixing(t)
+            engine.mix(w)
+            sent += _bytes_per_node(w, p)
+        if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
+            result.rows.append(_metrics(t + 1, model, engine.params(), data, losses, sent))
+        if progress is not None:
+            progress(name, t + 1, cfg.rounds)
+    return result
+
+
+def _bytes_per_node(w: sp.csr_matrix, n_params: int) -> float:
+    """Mean bytes a node sends this round: its out-degree times a float32 model."""
+    off_diagonal = w.nnz - int(np.count_nonzero(w.diagonal()))
+    return off_diagonal * n_params * 4 / w.shape[0]
+
+
+def _metrics(t: int, model: torch.nn.Module, flat: torch.Tensor, data: NodeData,
+             losses: np.ndarray, sent: float) -> dict[str, float]:
+    acc = node_accuracies(model, flat, data.x_test, data.y_test)
+    avg = node_accuracies(model, flat.mean(dim=0, keepdim=True), data.x_test, data.y_test)
+    return {
+        "round": t,
+        "mean_local_accuracy": float(acc.mean()),
+        "min_local_accuracy": float(acc.min()),
+        "max_local_accuracy": float(acc.max()),
+        "averaged_model_accuracy": float(avg[0]),
+        "consensus_distance": consensus_distance(flat),
+        "train_loss": float(np.nanmean(losses)) if not np.all(np.isnan(losses)) else math.nan,
+        "mb_sent_per_node": sent / 1e6,
+    }

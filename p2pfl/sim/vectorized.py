@@ -1,0 +1,121 @@
+"""Vectorized engine: all N parameter vectors in one [N, P] tensor.
+
+Local training runs the model once for all nodes with torch.func (functional_call under vmap)
+and takes one backward pass over the sum of the per-node losses: nodes share no parameters, so
+the gradient of the sum is every node's own gradient. The optimizers are written out over the
+stacked tensors with the same update rules as torch.optim.SGD and Adam, so both engines agree.
+Mixing is one sparse matrix product.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from p2pfl.gossip.mixing import to_torch
+from p2pfl.learning.batches import Step
+from p2pfl.learning.params import param_specs, unflatten
+from p2pfl.learning.trainer import OptimConfig
+from p2pfl.sim.data import NodeData
+
+CHUNK = 1024  # nodes per block in local training
+
+
+class VectorizedEngine:
+    """Stacked parameters and optimizer state of N nodes."""
+
+    def __init__(self, model: nn.Module, data: NodeData, opt: OptimConfig, init: torch.Tensor):
+        self.model = model
+        self.data = data
+        self.opt = opt
+        self.specs = param_specs(model)
+        n = data.nodes
+        self.flat = init.detach().reshape(1, -1).repeat(n, 1).contiguous()
+        self.buf = torch.zeros_like(self.flat)  # SGD momentum, or Adam first moment
+        self.sq = torch.zeros_like(self.flat) if opt.name == "adam" else None
+        self.count = torch.zeros(n, 1, dtype=torch.float64)  # optimizer steps taken per node
+        self._forward = vmap(self._one, in_dims=(0, 0))
+
+    def _one(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, params, (x,))
+
+    def node_losses(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                    valid: torch.Tensor | None) -> torch.Tensor:
+        """Mean cross-entropy of each node on its own batch: [N]."""
+        logits = self._forward(unflatten(flat, self.specs), x)
+        n, b, c = logits.shape
+        ce = F.cross_entropy(logits.reshape(n * b, c), y.reshape(n * b), reduction="none").view(n, b)
+        if valid is None:
+            return ce.mean(dim=1)
+        v = valid.to(ce.dtype)
+        return (ce * v).sum(dim=1) / v.sum(dim=1).clamp_min(1.0)
+
+    def local_round(self, steps: list[Step]) -> np.ndarray:
+        """Local training of every node; returns each node's mean loss over its steps.
+
+        Nodes are processed in blocks of CHUNK so activations stay in cache: one block of a
+        10,000-node network runs about 3x faster than all nodes at once.
+        """
+        n = self.data.nodes
+        total = torch.zeros(n, dtype=torch.float64)
+        taken = torch.zeros(n, dtype=torch.float64)
+        for step in steps:
+            rows = self.data.offsets[:, None] + torch.from_numpy(step.index)
+            valid = None if step.valid is None else torch.from_numpy(step.valid)
+            for a in range(0, n, CHUNK):
+                sl = slice(a, min(n, a + CHUNK))
+                v = None if valid is None else valid[sl]
+                flat = self.flat[sl].detach().requires_grad_(True)
+                r = rows[sl]
+                per_node = self.node_losses(flat, self.data.x[r], self.data.y[r], v)
+                (grad,) = torch.autograd.grad(per_node.sum(), flat)
+                active = None if v is None else v.any(dim=1)
+                self._step(sl, grad, active)
+                mask = 1.0 if active is None else active.to(total.dtype)
+                total[sl] += per_node.detach().double() * mask
+                taken[sl] += mask
+        return (total / taken).numpy() if len(steps) else np.full(n, np.nan)
+
+    @torch.no_grad()
+    def _step(self, sl: slice, grad: torch.Tensor, active: torch.Tensor | None) -> None:
+        """One optimizer step on the active nodes of a block (torch.optim's update rules)."""
+        o = self.opt
+        p, buf, count = self.flat[sl], self.buf[sl], self.count[sl]
+        sq = None if self.sq is None else self.sq[sl]
+        keep = None if active is None else ~active[:, None]
+        old = None if keep is None else (p.clone(), buf.clone(), None if sq is None else sq.clone())
+        if o.weight_decay:
+            grad = grad.add(p, alpha=o.weight_decay)
+        count += 1.0 if active is None else active[:, None].double()
+        if o.name == "sgd":
+            if o.momentum:
+                buf.mul_(o.momentum).add_(grad)
+                p.add_(buf, alpha=-o.lr)
+            else:
+                p.add_(grad, alpha=-o.lr)
+        else:
+            b1, b2 = o.betas
+            buf.lerp_(grad, 1 - b1)
+            sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            steps = count.clamp_min(1.0)
+            step_size = (o.lr / (1 - b1**steps)).to(p.dtype)
+            bc2_sqrt = torch.sqrt(1 - b2**steps).to(p.dtype)
+            p.addcdiv_(buf * step_size, (sq.sqrt() / bc2_sqrt).add_(o.eps), value=-1.0)
+        if old is not None:
+            p.copy_(torch.where(keep, old[0], p))
+            buf.copy_(torch.where(keep, old[1], buf))
+            if sq is not None:
+                sq.copy_(torch.where(keep, old[2], sq))
+
+    @torch.no_grad()
+    def mix(self, w: sp.csr_matrix) -> None:
+        """X <- W X as one sparse-dense product."""
+        self.flat = torch.sparse.mm(to_torch(w, self.flat.dtype), self.flat)
+
+    def params(self) -> torch.Tensor:
+        """Parameters of all nodes as an [N, P] tensor."""
+        return self.flat
