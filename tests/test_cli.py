@@ -1,0 +1,101 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from p2pfl.cli import main
+
+SMALL = ["simulate", "--dataset", "breast_cancer", "--model", "logreg", "--nodes", "4", "--topology",
+         "ring", "--partition", "iid", "--rounds", "3", "--local-steps", "1", "--batch-size", "16",
+         "--eval-every", "1"]
+
+
+def test_topology_json(capsys):
+    assert main(["topology", "ring", "--nodes", "12", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert {"nodes", "edges", "spectral_gap", "predicted_rounds"} <= set(info)
+    assert info["nodes"] == 12 and info["edges"] == 12 and info["connected"]
+    assert info["predicted_rounds"] == pytest.approx(6.907755 / info["spectral_gap"])
+
+
+def test_topology_text_and_params(capsys):
+    assert main(["topology", "erdos_renyi", "--nodes", "50", "--param", "p=0.2", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "50 nodes" in out and "spectral gap" in out and "connected: yes" in out
+
+
+def test_simulate_json_and_out(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(SMALL + ["--json", "--baseline", "centralized", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary) >= {"config", "spectral_gap", "wall_seconds", "final"}
+    assert set(summary["final"]) >= {"mean_local_accuracy", "min_local_accuracy",
+                                     "averaged_model_accuracy", "consensus_distance", "train_loss"}
+    assert summary["config"]["nodes"] == 4 and summary["baseline"]["name"] == "centralized"
+    assert 0.5 < summary["final"]["mean_local_accuracy"] <= 1
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("run,round,mean_local_accuracy") and len(lines) == 1 + 3 + 3
+    assert json.loads((out / "config.json").read_text())["config"]["rounds"] == 3
+    assert (out / "convergence.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_config_file_and_flag_override(tmp_path, capsys):
+    cfg = tmp_path / "sim.toml"
+    cfg.write_text('dataset = "breast_cancer"\nmodel = "logreg"\nnodes = 4\ntopology = "ring"\n'
+                   'rounds = 2\nlocal_steps = 1\nparam = {}\nhidden = [8]\n')
+    assert main(["simulate", "--config", str(cfg), "--nodes", "5", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["config"]["nodes"] == 5 and summary["config"]["rounds"] == 2
+
+
+def test_reference_engine_from_cli(capsys):
+    assert main(SMALL + ["--engine", "reference", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["engine"] == "reference"
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--topology", "mesh"], "unknown topology 'mesh'"),
+    (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--model", "cnn"], "unknown model 'cnn'"),
+    (["--partition", "zipf"], "unknown partition 'zipf'"),
+    (["--nodes", "1000"], "fewer than the 1000 nodes"),
+    (["--topology", "erdos_renyi", "--param", "p=0"], "disconnected; pass --allow-disconnected"),
+    (["--engine", "gpu"], "unknown engine 'gpu'"),
+    (["--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
+    (["--hidden", "a,b"], "--hidden must be comma-separated integers"),
+    (["--rounds", "0"], "--rounds must be at least 1"),
+])
+def test_bad_input_is_one_line_exit_2(extra, message, capsys):
+    assert main(SMALL + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("p2pfl: error: ") and message in err[0]
+
+
+def test_bad_config_file(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('nodes = "many"\n')
+    assert main(["simulate", "--config", str(cfg)]) == 2
+    assert f"{cfg}: key 'nodes' must be an integer" in capsys.readouterr().err
+    cfg.write_text("colour = 1\n")
+    assert main(["simulate", "--config", str(cfg)]) == 2
+    assert "unknown key 'colour'" in capsys.readouterr().err
+    cfg.write_text("nodes = \n")
+    assert main(["simulate", "--config", str(cfg)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_disconnected_allowed_with_flag(capsys):
+    args = SMALL + ["--topology", "erdos_renyi", "--param", "p=0", "--allow-disconnected", "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["spectral_gap"] == pytest.approx(0, abs=1e-9)
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    csv = tmp_path / "h.csv"
+    csv.write_text("age,outcome\n1,0\n2,1\n")
+    proc = subprocess.run([sys.executable, "-m", "p2pfl", *SMALL, "--dataset", f"csv:{csv}"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"p2pfl: error: {csv}: no label column 'label' (columns: age, outcome)"
