@@ -169,3 +169,12 @@ def weighted_average(
     for wk, t in zip(w.tolist(), tensors, strict=True):
         out.add_(t, alpha=wk)
     return out
+
+
+def weighted_average_state(
+    states: list[dict[str, torch.Tensor]], weights: list[float]
+) -> dict[str, torch.Tensor]:
+    """Name-by-name weighted average of state dicts with the same keys (weights re-normalised)."""
+    if not states:
+        raise ValueError("nothing to average")
+    return {name: weighted_average([s[name] for s in states], weights) for name in states[0]}

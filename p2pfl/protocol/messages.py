@@ -1,0 +1,77 @@
+"""The model update message: what one node sends its neighbours after a round."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+FORMAT_VERSION = 1
+
+# Wire names of the tensor element types a message may carry.
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
+}
+DTYPE_NAMES: dict[torch.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
+
+
+class InvalidMessage(ValueError):
+    """A received message that must be dropped; the text says exactly what was wrong."""
+
+
+class BadSignature(InvalidMessage):
+    """The signature does not verify against the public key in the sender's peer ID."""
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """One tensor of an update: name, element type, shape and its raw little-endian bytes.
+
+    `data` is a view into the received message (no copy).
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    data: memoryview = field(repr=False)
+
+    @property
+    def nbytes(self) -> int:
+        """Length of the raw data in bytes."""
+        return self.data.nbytes
+
+
+@dataclass(frozen=True)
+class ModelUpdate:
+    """A decoded, signed model update.
+
+    `header` holds the exact signed header bytes and `signature` the sender's Ed25519
+    signature over them; the header carries `payload_digest`, which covers every tensor byte.
+    """
+
+    version: int
+    sender: str
+    round: int
+    fingerprint: str
+    num_samples: int
+    weight: float
+    metrics: dict[str, float]
+    tensors: tuple[TensorRecord, ...]
+    payload_digest: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
+    header: bytes = field(repr=False)
+    payload: memoryview = field(repr=False)
+
+    @property
+    def nbytes(self) -> int:
+        """Total bytes of tensor data."""
+        return sum(t.nbytes for t in self.tensors)

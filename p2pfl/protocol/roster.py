@@ -1,0 +1,210 @@
+"""The consortium roster: who the members are, their peer IDs and where to reach them.
+
+Every member holds the same TOML file:
+
+    [[member]]
+    name = "st-marys"
+    peer_id = "12D3KooW..."
+    addresses = ["/ip4/10.0.0.5/tcp/9001"]
+
+Members are numbered in name order, so every node computes the same node indices.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from p2pfl.atomic import write_atomic
+from p2pfl.errors import UserError
+from p2pfl.protocol.identity import InvalidPeerId, public_key_from_peer_id
+from p2pfl.protocol.multiaddr import InvalidMultiaddr, check_dialable_tcp
+
+MEMBER_KEYS = ("name", "peer_id", "addresses")
+ROSTER_FILE_MODE = 0o644
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One consortium member."""
+
+    name: str
+    peer_id: str
+    addresses: tuple[str, ...]
+
+
+class Roster:
+    """The validated members, sorted by name; a member's position is its node index."""
+
+    def __init__(self, members: Iterable[Member], source: str = "roster") -> None:
+        """Check for duplicate names, peer IDs and addresses (UserError naming `source`)."""
+        self.members: tuple[Member, ...] = tuple(sorted(members, key=lambda m: m.name))
+        if not self.members:
+            raise UserError(f"{source}: the roster has no members")
+        self._by_name: dict[str, Member] = {}
+        self._by_peer_id: dict[str, int] = {}
+        owner_of_address: dict[str, str] = {}
+        for index, m in enumerate(self.members):
+            _check_fields(m.name, m.peer_id, list(m.addresses), f"{source}: member {m.name!r}")
+            if m.name in self._by_name:
+                raise UserError(f"{source}: member name {m.name!r} appears twice")
+            if m.peer_id in self._by_peer_id:
+                other = self.members[self._by_peer_id[m.peer_id]].name
+                raise UserError(
+                    f"{source}: members {other!r} and {m.name!r} have the same peer_id {m.peer_id}"
+                )
+            self._by_name[m.name] = m
+            self._by_peer_id[m.peer_id] = index
+            for addr in m.addresses:
+                host_port = addr.split("/p2p/")[0]
+                other = owner_of_address.setdefault(host_port, m.name)
+                if other != m.name:
+                    raise UserError(
+                        f"{source}: members {other!r} and {m.name!r} share the address {host_port}"
+                    )
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __iter__(self) -> Iterator[Member]:
+        return iter(self.members)
+
+    def __contains__(self, peer_id: object) -> bool:
+        return peer_id in self._by_peer_id
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Roster) and self.members == other.members
+
+    def __repr__(self) -> str:
+        return f"Roster({', '.join(m.name for m in self.members)})"
+
+    @property
+    def peer_ids(self) -> tuple[str, ...]:
+        """Peer IDs in node-index order."""
+        return tuple(m.peer_id for m in self.members)
+
+    def by_peer_id(self, peer_id: str) -> Member | None:
+        """The member with this peer ID, or None if it is not in the consortium."""
+        index = self._by_peer_id.get(peer_id)
+        return None if index is None else self.members[index]
+
+    def by_name(self, name: str) -> Member | None:
+        """The member with this name, or None."""
+        return self._by_name.get(name)
+
+    def index_of(self, peer_id: str) -> int:
+        """The node index of a member (its position in name order); KeyError if absent."""
+        return self._by_peer_id[peer_id]
+
+
+def load_roster(path: Path) -> Roster:
+    """Read and validate a roster file; every problem raises UserError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"roster file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read roster file {path}: {e}") from None
+    return parse_roster(text, str(path))
+
+
+def parse_roster(text: str, source: str = "roster") -> Roster:
+    """Validate roster TOML text; errors name `source` and the member."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{source}: not valid TOML: {e}") from None
+    unknown = [k for k in data if k != "member"]
+    if unknown:
+        raise UserError(
+            f"{source}: unknown top-level key(s) {', '.join(unknown)} (expected [[member]])"
+        )
+    raw_members = data.get("member")
+    if not isinstance(raw_members, list):
+        raise UserError(f"{source}: expected one or more [[member]] tables")
+    members = [_member(raw, i, source) for i, raw in enumerate(raw_members)]
+    return Roster(members, source)
+
+
+def _member(raw: object, i: int, source: str) -> Member:
+    where = f"{source}: member #{i + 1}"
+    if not isinstance(raw, dict):
+        raise UserError(f"{where} is not a table")
+    name = raw.get("name")
+    if isinstance(name, str):
+        where = f"{where} ({name!r})"
+    missing = [k for k in MEMBER_KEYS if k not in raw]
+    if missing:
+        raise UserError(f"{where}: missing key(s) {', '.join(missing)}")
+    unknown = [k for k in raw if k not in MEMBER_KEYS]
+    if unknown:
+        raise UserError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (expected {', '.join(MEMBER_KEYS)})"
+        )
+    _check_fields(name, raw["peer_id"], raw["addresses"], where)
+    return Member(name, raw["peer_id"], tuple(raw["addresses"]))
+
+
+def _check_fields(name: object, peer_id: object, addresses: object, where: str) -> None:
+    """Check one member's name, peer ID and addresses; UserError starting with `where`."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UserError(
+            f"{where}: name must be 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    if not isinstance(peer_id, str):
+        raise UserError(f"{where}: peer_id must be a string")
+    try:
+        public_key_from_peer_id(peer_id)
+    except InvalidPeerId as e:
+        raise UserError(f"{where}: bad peer_id: {e}") from None
+    if not isinstance(addresses, list) or not addresses:
+        raise UserError(f"{where}: addresses must be a non-empty list of multiaddr strings")
+    for addr in addresses:
+        if not isinstance(addr, str):
+            raise UserError(f"{where}: address {addr!r} is not a string")
+        try:
+            parts = check_dialable_tcp(addr)
+        except InvalidMultiaddr as e:
+            raise UserError(f"{where}: bad address: {e}") from None
+        if parts[-1][0] == "p2p" and parts[-1][1] != peer_id:
+            raise UserError(f"{where}: address {addr!r} names a different peer ID than peer_id")
+    if len(set(addresses)) != len(addresses):
+        raise UserError(f"{where}: an address is listed twice")
+
+
+def roster_to_toml(roster: Roster) -> str:
+    """The TOML text of a roster, members in name order."""
+    lines = ["# p2pfl consortium roster: every member holds the same file.", ""]
+    for m in roster:
+        lines += [
+            "[[member]]",
+            f"name = {_toml_string(m.name)}",
+            f"peer_id = {_toml_string(m.peer_id)}",
+            f"addresses = [{', '.join(_toml_string(a) for a in m.addresses)}]",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def write_roster(path: Path, roster: Roster, overwrite: bool = False) -> None:
+    """Write a roster file atomically (mode 0644); FileExistsError if it exists unless overwrite."""
+    write_atomic(Path(path), roster_to_toml(roster).encode(), ROSTER_FILE_MODE, overwrite)
+
+
+def _toml_string(text: str) -> str:
+    out = ['"']
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)

@@ -1,0 +1,236 @@
+"""The round state machine, driven by a deterministic in-memory event loop."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+import torch
+
+from p2pfl.gossip.mixing import weighted_average_state
+from p2pfl.gossip.topology import build_topology
+from p2pfl.learning.batches import BatchPlan
+from p2pfl.learning.models import build_model
+from p2pfl.learning.params import fingerprint, flatten, param_specs
+from p2pfl.learning.trainer import OptimConfig, make_optimizer, train_steps
+from p2pfl.protocol.codec import decode, encode
+from p2pfl.protocol.identity import generate_key, peer_id_of
+from p2pfl.protocol.rounds import (
+    Aggregate,
+    Checkpoint,
+    Done,
+    Phase,
+    Reject,
+    RoundMachine,
+    Send,
+    Train,
+)
+from p2pfl.sim.reference import ReferenceEngine
+from p2pfl.sim.runner import prepare
+from p2pfl.sim.settings import SimConfig
+
+N, ROUNDS, STEPS, BATCH = 5, 6, 2, 16
+
+
+class Network:
+    """N machines, each with its own model, optimizer and data; messages go through the codec."""
+
+    def __init__(self, topology: str = "ring", silent: dict[int, set[int]] | None = None):
+        cfg = SimConfig(dataset="digits", nodes=N, topology=topology, partition="dirichlet:0.5", seed=0)
+        _, self.data, self.topo = prepare(cfg)
+        self.template = build_model("mlp", 64, 10, (16,), seed=0)
+        self.keys = [generate_key() for _ in range(N)]
+        self.ids = [peer_id_of(k) for k in self.keys]
+        # roster order: the test uses the key order as node order
+        self.models = [build_model("mlp", 64, 10, (16,), seed=0) for _ in range(N)]
+        self.opts = [make_optimizer(m, OptimConfig("sgd", lr=0.05)) for m in self.models]
+        self.plan = BatchPlan(self.data.sizes, BATCH, STEPS, seed=0)
+        specs = param_specs(self.template)
+        self.fp = fingerprint(specs)
+        self.machines = [
+            RoundMachine(self.ids[i], self.ids, self.topo, specs, dict(self.models[i].named_parameters()),
+                         rounds=ROUNDS)
+            for i in range(N)
+        ]
+        self.silent = silent or {}  # round -> nodes whose sends are lost
+        self.queue: deque = deque()
+        self.log: list[tuple[int, object]] = []
+        self.checkpoints: dict[int, list[int]] = {i: [] for i in range(N)}
+
+    def run(self) -> None:
+        for i, m in enumerate(self.machines):
+            self.queue.extend((i, a) for a in m.start())
+        while self.queue:
+            i, action = self.queue.popleft()
+            self.log.append((i, action))
+            self.queue.extend((i, a) for a in self._do(i, action))
+            if not self.queue:
+                # quiet network: the deadline passes for the nodes that started waiting first
+                waiting = [m.round for m in self.machines if m.phase is Phase.COLLECTING]
+                for k, m in enumerate(self.machines):
+                    if waiting and m.round == min(waiting):
+                        self.queue.extend((k, a) for a in m.deadline_passed(m.round))
+
+    def _do(self, i: int, action):
+        m = self.machines[i]
+        if isinstance(action, Train):
+            with torch.no_grad():
+                for name, p in self.models[i].named_parameters():
+                    p.copy_(action.params[name])
+            x, y = self.data.node(i)
+            rows = [s.index[i] for s in self.plan.round(action.round)]
+            train_steps(self.models[i], self.opts[i], x, y, rows)
+            params = {k: v.detach().clone() for k, v in self.models[i].named_parameters()}
+            return m.local_model_ready(action.round, params)
+        if isinstance(action, Send):
+            if i in self.silent.get(action.round, set()):
+                return []
+            wire = bytes(encode(self.keys[i], round=action.round, fingerprint=self.fp, num_samples=1,
+                                weight=1.0, tensors=action.params))
+            for peer in action.peers:
+                j = self.ids.index(peer)
+                self.queue.extend((j, a) for a in self.machines[j].update_received(decode(wire)))
+            return []
+        if isinstance(action, Aggregate):
+            new = weighted_average_state(list(action.states), list(action.weights))
+            with torch.no_grad():
+                for name, p in self.models[i].named_parameters():
+                    p.copy_(new[name])
+            return m.aggregated(action.round, new)
+        if isinstance(action, Checkpoint):
+            self.checkpoints[i].append(action.round)
+        return []
+
+    def params(self) -> torch.Tensor:
+        return torch.stack([flatten(m) for m in self.models])
+
+
+def test_five_node_ring_matches_reference_engine():
+    net = Network()
+    net.run()
+    ref = ReferenceEngine(net.template, net.data, OptimConfig("sgd", lr=0.05), flatten(net.template))
+    for t in range(ROUNDS):
+        ref.local_round(net.plan.round(t))
+        ref.mix(net.topo.mixing(t))
+    assert (net.params() - ref.params()).abs().max().item() < 1e-5
+    assert all(net.checkpoints[i] == list(range(1, ROUNDS + 1)) for i in range(N))
+    assert all(isinstance(a, Done) for i, a in net.log if isinstance(a, Done))
+    assert sum(isinstance(a, Done) for _, a in net.log) == N
+    assert not [a for _, a in net.log if isinstance(a, Reject)]
+
+
+def test_time_varying_topology_matches_reference_engine():
+    net = Network(topology="epidemic")
+    net.run()
+    ref = ReferenceEngine(net.template, net.data, OptimConfig("sgd", lr=0.05), flatten(net.template))
+    for t in range(ROUNDS):
+        ref.local_round(net.plan.round(t))
+        ref.mix(net.topo.mixing(t))
+    assert (net.params() - ref.params()).abs().max().item() < 1e-5
+
+
+def test_silent_node_others_advance_at_deadline_with_renormalised_weights():
+    net = Network(silent={1: {2}})
+    net.run()
+    assert all(m.round == ROUNDS for m in net.machines)
+    partial = [(i, a) for i, a in net.log if isinstance(a, Aggregate) and a.missing]
+    # in round 1 nodes 1 and 3 (node 2's ring neighbours) went on without it
+    assert sorted(i for i, a in partial) == [1, 3]
+    for _, a in partial:
+        assert a.round == 1 and a.missing == (net.ids[2],)
+        assert len(a.states) == 2 and sum(a.weights) == pytest.approx(1.0)
+        assert a.weights == pytest.approx((0.5, 0.5))  # 1/3 and 1/3, renormalised
+
+
+def _machine(net: Network, i: int = 0) -> RoundMachine:
+    m = net.machines[i]
+    m.start()
+    return m
+
+
+def _update(net: Network, sender: int, round: int, tensors=None, fp=None):
+    tensors = tensors or {k: v.detach() for k, v in net.models[sender].named_parameters()}
+    return decode(bytes(encode(net.keys[sender], round=round, fingerprint=fp or net.fp, num_samples=1,
+                               weight=1.0, tensors=tensors)))
+
+
+def test_rejects_strangers_non_neighbours_stale_duplicates_and_bad_models():
+    net = Network()
+    m = _machine(net, 0)  # ring: in-neighbours of node 0 are 1 and 4
+    stranger = generate_key()
+    wire = encode(stranger, round=0, fingerprint=net.fp, num_samples=1, weight=1.0,
+                  tensors=dict(net.models[0].named_parameters()))
+    (r,) = m.update_received(decode(bytes(wire)))
+    assert isinstance(r, Reject) and "not a member" in r.reason and not r.dropped
+    (r,) = m.update_received(_update(net, 2, 0))
+    assert "not an in-neighbour" in r.reason
+    assert m.update_received(_update(net, 1, 0)) == []  # buffered while training
+    (r,) = m.update_received(_update(net, 1, 0))
+    assert "duplicate" in r.reason and r.dropped
+    (r,) = m.update_received(_update(net, 4, 0, fp="0" * 64))
+    assert "fingerprint" in r.reason
+    bad = {k: v.detach().clone() for k, v in net.models[4].named_parameters()}
+    bad["0.weight"][0, 0] = float("nan")
+    (r,) = m.update_received(_update(net, 4, 0, tensors=bad))
+    assert "NaN" in r.reason
+    (r,) = m.update_received(_update(net, 4, ROUNDS + 1))
+    assert "past the last round" in r.reason
+    # the good update from node 1 is still there: once node 4's arrives, the round aggregates
+    own = {k: v.detach() for k, v in net.models[0].named_parameters()}
+    (send,) = m.local_model_ready(0, own)
+    assert isinstance(send, Send) and set(send.peers) == {net.ids[1], net.ids[4]}
+    (agg,) = m.update_received(_update(net, 4, 0))
+    assert isinstance(agg, Aggregate) and agg.senders == (net.ids[1], net.ids[4]) and not agg.missing
+    assert agg.weights == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    m.aggregated(0, own)
+    (r,) = m.update_received(_update(net, 1, 0))
+    assert "stale" in r.reason and r.dropped
+
+
+def test_future_updates_are_buffered_and_used_in_their_round():
+    net = Network()
+    m = _machine(net, 0)
+    assert m.update_received(_update(net, 1, 1)) == []
+    assert m.update_received(_update(net, 4, 1)) == []
+    own = {k: v.detach() for k, v in net.models[0].named_parameters()}
+    m.local_model_ready(0, own)
+    (agg,) = m.deadline_passed(0)
+    assert agg.missing == (net.ids[1], net.ids[4])
+    assert agg.weights == (1.0,)
+    m.aggregated(0, own)
+    actions = m.local_model_ready(1, own)
+    assert isinstance(actions[0], Send) and isinstance(actions[1], Aggregate)
+    assert not actions[1].missing
+
+
+def test_resume_from_a_checkpoint_round():
+    net = Network()
+    specs = param_specs(net.template)
+    m = RoundMachine(net.ids[0], net.ids, net.topo, specs, {}, start_round=4, rounds=ROUNDS)
+    (train,) = m.start()
+    assert isinstance(train, Train) and train.round == 4
+    done = RoundMachine(net.ids[0], net.ids, net.topo, specs, {}, start_round=ROUNDS, rounds=ROUNDS)
+    assert done.start() == [Done(ROUNDS)]
+    with pytest.raises(ValueError, match="not in the roster"):
+        RoundMachine("someone", net.ids, net.topo, specs, {})
+    with pytest.raises(ValueError, match="topology has"):
+        RoundMachine(net.ids[0], net.ids, build_topology("ring", 4), specs, {})
+
+
+def test_node_far_behind_catches_up_by_jumping():
+    net = Network()
+    m = _machine(net, 0)
+    own = {k: v.detach().clone() for k, v in net.models[0].named_parameters()}
+    m.params = own
+    theirs = {k: v + 1.0 for k, v in own.items()}
+    actions = m.update_received(_update(net, 1, 4, tensors=theirs))
+    assert [type(a) for a in actions] == [Checkpoint, Train]
+    assert m.round == 4 and actions[1].round == 4
+    assert torch.allclose(actions[1].params["0.bias"], own["0.bias"] + 0.5)
+    # the update that triggered the jump counts for round 4; node 4's completes it
+    m.local_model_ready(4, own)
+    (agg,) = m.update_received(_update(net, 4, 4))
+    assert isinstance(agg, Aggregate) and agg.senders == (net.ids[1], net.ids[4])
+    # a late update of the abandoned round is stale
+    (r,) = m.update_received(_update(net, 4, 0))
+    assert "stale" in r.reason
