@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/p2pfl simulate --dataset digits --model mlp --nodes 16 --topology exponential \
-		--partition dirichlet:0.1 --rounds 100 --local-steps 2 --baseline centralized
+	$(VENV)/bin/p2pfl demo --nodes 4 --rounds 10 --dataset breast_cancer --topology ring
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check p2pfl tests benchmarks
@@ -24,6 +23,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_simulator.py
+	$(PY) benchmarks/bench_codec.py
+	$(PY) benchmarks/bench_transfer.py
+	$(PY) benchmarks/bench_round.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check p2pfl tests benchmarks

@@ -73,7 +73,84 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="folder for metrics.csv, config.json and convergence.png")
     s.add_argument("--json", action="store_true", help="print one JSON summary to stdout")
     s.set_defaults(func=_cmd_simulate)
+
+    e = sub.add_parser("experiment", help="run an experiment file: a grid of simulations over seeds, "
+                       "with results.csv, tables and plots")
+    e.add_argument("file", type=Path, help="experiment TOML file, e.g. simulations/topologies.toml")
+    e.add_argument("--out", type=Path, help="results folder (default: results/NAME beside the file)")
+    e.add_argument("--quick", action="store_true", help="the file's [quick] smoke-test grid")
+    e.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    e.set_defaults(func=_cmd_experiment)
+
+    n = sub.add_parser("node", help="run this hospital's node daemon")
+    n.add_argument("--config", type=Path, required=True, help="node.toml (see `p2pfl init`)")
+    n.set_defaults(func=_cmd_node)
+
+    i = sub.add_parser("init", help="write a commented node.toml template")
+    i.add_argument("--out", type=Path, default=Path("node.toml"))
+    i.add_argument("--name", default="my-hospital", help="this hospital's name in the roster")
+    i.set_defaults(func=_cmd_init)
+
+    k = sub.add_parser("keygen", help="create this node's Ed25519 key (mode 0600); prints the peer ID")
+    k.add_argument("--out", type=Path, required=True)
+    k.add_argument("--passphrase-env", metavar="VAR",
+                   help="encrypt the key with the passphrase held in environment variable VAR")
+    k.set_defaults(func=_cmd_keygen)
+
+    v = sub.add_parser("inspect", help="decode an encoded model update and check its signature")
+    v.add_argument("file", type=Path)
+    v.set_defaults(func=_cmd_inspect)
+
+    d = sub.add_parser("demo", help="run a consortium of real node processes on this machine")
+    d.add_argument("--nodes", type=int, default=4)
+    d.add_argument("--rounds", type=int, default=10)
+    d.add_argument("--dataset", default="breast_cancer")
+    d.add_argument("--topology", default="ring")
+    d.add_argument("--partition", default="dirichlet:0.5", help="how the data is split (non-IID)")
+    d.add_argument("--dir", type=Path, help="working folder (default: a new temporary folder)")
+    d.add_argument("--json", action="store_true", help="print the per-hospital figures as JSON")
+    d.set_defaults(func=_cmd_demo)
     return p
+
+
+def _cmd_node(args: argparse.Namespace) -> int:
+    from p2pfl.config import node_settings
+    from p2pfl.net.daemon import run_node
+
+    return run_node(node_settings(args.config))
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from p2pfl.atomic import write_atomic
+    from p2pfl.config import NODE_TEMPLATE
+
+    if args.out.exists():
+        raise UserError(f"{args.out} exists; not overwriting it")
+    write_atomic(args.out, NODE_TEMPLATE.format(name=args.name))
+    print(f"wrote {args.out}; edit it, then: p2pfl keygen --out node.key")
+    return 0
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from p2pfl.protocol.commands import keygen
+
+    print(keygen(args.out, args.passphrase_env))
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from p2pfl.protocol.commands import inspect
+
+    print(inspect(args.file))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from p2pfl.demo import DemoOptions, run_demo
+
+    return run_demo(DemoOptions(nodes=args.nodes, rounds=args.rounds, dataset=args.dataset,
+                                topology=args.topology, partition=args.partition, folder=args.dir,
+                                json=args.json))
 
 
 def _cmd_topology(args: argparse.Namespace) -> int:
@@ -129,6 +206,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         print(json.dumps(summary(result)))
     else:
         _print_result(result)
+    return 0
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from p2pfl.sim.experiment import default_out, load_experiment, run_experiment
+
+    exp = load_experiment(args.file, quick=args.quick)
+    with _progress() as progress:
+        report = run_experiment(exp, args.out or default_out(exp), jobs=args.jobs, progress=progress)
+    for path in report.written:
+        print(f"wrote {path}", file=sys.stderr)
+    print(f"{exp.name}: {report.planned} runs ({report.skipped} already done, {report.ran} run now) "
+          f"in {report.wall_seconds:.1f} s", file=sys.stderr)
+    print(report.table, end="")
     return 0
 
 

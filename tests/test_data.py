@@ -123,3 +123,11 @@ def test_batch_plan_steps_and_epochs():
         seen = np.concatenate([s.index[k][s.valid[k]] for s in steps])
         assert np.array_equal(np.sort(seen), np.sort(np.tile(np.arange(n), 2)))
     assert [bool(s.active()[2]) for s in steps[:5]] == [True, False, False, False, False]
+
+
+def test_csv_with_fixed_classes_keeps_label_order_and_class_count(tmp_path):
+    rows = "".join(f"{i},{'no' if i % 2 else 'maybe'}\n" for i in range(20))
+    ds = load_dataset(_csv(tmp_path, "a,label\n" + rows), classes=["yes", "no", "maybe"])
+    assert ds.n_classes == 3 and set(ds.y_train.tolist()) == {1, 2}
+    with pytest.raises(UserError, match="'maybe' in column 'label' are not among the classes"):
+        load_dataset(_csv(tmp_path, "a,label\n" + rows), classes=["yes", "no"])

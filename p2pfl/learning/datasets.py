@@ -45,8 +45,13 @@ def load_dataset(
     label_column: str = "label",
     site_column: str | None = None,
     nodes: int | None = None,
+    classes: list[str] | None = None,
 ) -> Dataset:
-    """Load `breast_cancer`, `digits`, `synthetic[:k=v,...]` or `csv:PATH`."""
+    """Load `breast_cancer`, `digits`, `synthetic[:k=v,...]` or `csv:PATH`.
+
+    For a CSV, `classes` fixes the label order (every hospital must map labels alike);
+    without it the labels found are sorted.
+    """
     name, _, arg = spec.partition(":")
     if name in BUNDLED and not arg:
         x, y, features = _bundled(name)
@@ -56,8 +61,9 @@ def load_dataset(
         features = [f"x{i}" for i in range(x.shape[1])]
         return _split("synthetic", x, y, site, features, seed, test_fraction)
     if name == "csv" and arg:
-        x, y, site, features = read_csv(Path(arg), label_column, site_column)
-        return _split(f"csv:{arg}", x, y, site, features, seed, test_fraction)
+        x, y, site, features = read_csv(Path(arg), label_column, site_column, classes)
+        return _split(f"csv:{arg}", x, y, site, features, seed, test_fraction,
+                      len(classes) if classes else None)
     raise UserError(
         f"unknown dataset {spec!r}; choose one of {', '.join(BUNDLED)}, synthetic[:k=v,...] or csv:PATH"
     )
@@ -115,7 +121,8 @@ def synthetic(
 
 
 def read_csv(
-    path: Path, label_column: str = "label", site_column: str | None = None
+    path: Path, label_column: str = "label", site_column: str | None = None,
+    classes: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
     """Read a hospital's table: one label column, numeric feature columns, optional site column.
 
@@ -163,9 +170,16 @@ def read_csv(
                 sites.append(row[si].strip())
     if not rows:
         raise UserError(f"{path}: no data rows")
-    classes = sorted(set(labels), key=_label_key)
-    if len(classes) < 2:
-        raise UserError(f"{path}: column {label_column!r} has a single class; need at least two")
+    if classes is None:
+        classes = sorted(set(labels), key=_label_key)
+        if len(classes) < 2:
+            raise UserError(f"{path}: column {label_column!r} has a single class; need at least two")
+    else:
+        classes = [str(c) for c in classes]
+        unknown = sorted(set(labels) - set(classes))
+        if unknown:
+            raise UserError(f"{path}: label(s) {', '.join(map(repr, unknown[:5]))} in column "
+                            f"{label_column!r} are not among the classes {classes}")
     index = {c: k for k, c in enumerate(classes)}
     y = np.array([index[v] for v in labels], dtype=np.int64)
     site = None
@@ -190,8 +204,9 @@ def _split(
     features: list[str],
     seed: int,
     test_fraction: float,
+    n_classes: int | None = None,
 ) -> Dataset:
-    n_classes = int(y.max()) + 1
+    n_classes = n_classes or int(y.max()) + 1
     counts = np.bincount(y, minlength=n_classes)
     stratify = y if counts.min() >= 2 else None
     idx = np.arange(len(y))

@@ -1,0 +1,327 @@
+"""The node daemon: drives the round state machine over libp2p with trio.
+
+Everything the protocol decides comes from `RoundMachine`; this module only carries out its
+actions: local training, codec and averaging in worker threads (so stream reads never stall
+and Yamux never times out), sends and receives as concurrent tasks with a timeout on every
+network wait, a deadline per round, atomic checkpoints and a metrics line per round.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import torch
+import trio
+
+from p2pfl.errors import UserError
+from p2pfl.gossip.mixing import weighted_average_state
+from p2pfl.gossip.topology import build_topology
+from p2pfl.learning.batches import BatchPlan
+from p2pfl.learning.local import load_local
+from p2pfl.learning.models import build_model
+from p2pfl.learning.params import fingerprint, param_specs
+from p2pfl.learning.trainer import OptimConfig, accuracy, make_optimizer, train_steps
+from p2pfl.net import checkpoint, transfer
+from p2pfl.net.eventlog import EventLog
+from p2pfl.net.host import PROTOCOL, make_host, multiaddrs, peer_id, quiet_libp2p_logs
+from p2pfl.net.settings import NodeSettings
+from p2pfl.protocol.codec import decode, encode
+from p2pfl.protocol.identity import load_key, peer_id_of
+from p2pfl.protocol.messages import InvalidMessage
+from p2pfl.protocol.roster import Roster, load_roster
+from p2pfl.protocol.rounds import Aggregate, Checkpoint, Done, Reject, RoundMachine, Send, Train
+
+RETRY_PAUSE = 0.5  # seconds between delivery attempts to a peer that is not reachable yet
+
+
+class Node:
+    """One hospital's daemon. Build with `Node.from_settings`, run with `trio.run(node.run)`."""
+
+    def __init__(self, settings: NodeSettings, key, roster: Roster, log: EventLog):
+        self.settings = settings
+        self.key = key
+        self.roster = roster
+        self.log = log
+        self.self_id = peer_id_of(key)
+        me = [i for i, m in enumerate(roster.members) if m.peer_id == self.self_id]
+        if not me:
+            raise UserError(f"this node's peer ID {self.self_id} is not in the roster")
+        self.index = me[0]
+        if roster.members[self.index].name != settings.node.name:
+            raise UserError(f"node.name is {settings.node.name!r} but the roster calls this key "
+                            f"{roster.members[self.index].name!r}")
+        self.members = [m.peer_id for m in roster.members]
+        self.names = {m.peer_id: m.name for m in roster.members}
+        g, d, t = settings.gossip, settings.data, settings.training
+        self.topology = build_topology(g.topology, len(self.members), g.params, seed=g.seed,
+                                       scheme=g.mixing)
+        self.data = load_local(d.source, self.index, len(self.members), d.label_column, d.classes,
+                               d.partition, d.seed)
+        self.model = build_model(settings.model.kind, self.data.n_features, self.data.n_classes,
+                                 tuple(settings.model.hidden), seed=t.seed)
+        self.optimizer = make_optimizer(self.model, OptimConfig(t.optimizer, t.lr, t.momentum))
+        self.state_dir = settings.path(settings.node.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        start = checkpoint.load(self.state_dir, self.model, self.optimizer)
+        self.fingerprint = fingerprint(self.model)
+        self.plan = BatchPlan(self.data.plan_sizes, t.batch_size, t.local_steps, seed=t.seed)
+        self.machine = RoundMachine(self.self_id, self.members, self.topology, param_specs(self.model),
+                                    self._params(), start_round=start, rounds=t.rounds)
+        rt = g.round_timeout
+        self.timeouts = transfer.Timeouts(connect=min(10.0, rt), chunk=min(30.0, rt), ack=min(60.0, 2 * rt))
+        self.max_bytes = int(g.max_update_mb * 1e6)
+        self.stats: dict[int, dict[str, float]] = {}
+        self.bytes_in = self.bytes_out = 0
+        self.done = trio.Event()
+        self.model_lock = trio.Lock()
+        self.sends_in_flight = 0
+        self.host = None
+        self.nursery: trio.Nursery | None = None
+        self.log.info("loaded", peer_id=self.self_id, index=self.index, members=len(self.members),
+                      train_rows=len(self.data.y_train),
+                      params=sum(p.numel() for p in self.model.parameters()),
+                      start_round=start, rounds=t.rounds, topology=g.topology)
+
+    @classmethod
+    def from_settings(cls, settings: NodeSettings) -> Node:
+        """Load the key (passphrase from the named environment variable) and the roster."""
+        passphrase = None
+        if settings.node.passphrase_env:
+            value = os.environ.get(settings.node.passphrase_env)
+            if value is None:
+                raise UserError(f"node.passphrase_env names {settings.node.passphrase_env}, "
+                                "which is not set in the environment")
+            passphrase = value.encode()
+        key = load_key(settings.path(settings.node.key_file), passphrase)
+        roster = load_roster(settings.path(settings.node.roster))
+        return cls(settings, key, roster, EventLog(settings.node.name))
+
+    # -- main loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until every round is done or SIGINT/SIGTERM; the last checkpoint is kept."""
+        quiet_libp2p_logs()
+        from libp2p.custom_types import TProtocol
+
+        self.host = make_host(self.key)
+        self.host.set_stream_handler(TProtocol(PROTOCOL), self._on_stream)
+        listen = multiaddrs([self.settings.node.listen])
+        async with self.host.run(listen_addrs=listen), trio.open_nursery() as nursery:
+            self.nursery = nursery
+            self.log.info("listening", addrs=",".join(str(a) for a in self.host.get_addrs()))
+            nursery.start_soon(self._watch_signals)
+            await self._dispatch(self.machine.start())
+            await self.done.wait()
+            with trio.move_on_after(self.timeouts.ack):
+                while self.sends_in_flight:
+                    await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                self.log.info("stopping", signal=signal.Signals(signum).name, round=self.machine.round)
+                self.done.set()
+                return
+
+    async def _dispatch(self, actions: list) -> None:
+        for action in actions:
+            if isinstance(action, Train):
+                self.nursery.start_soon(self._train, action)
+            elif isinstance(action, Send):
+                self.nursery.start_soon(self._send_all, action)
+            elif isinstance(action, Aggregate):
+                self.nursery.start_soon(self._aggregate, action)
+            elif isinstance(action, Checkpoint):
+                await self._checkpoint(action)
+            elif isinstance(action, Done):
+                self.log.info("done", round=action.round)
+                self.done.set()
+            elif isinstance(action, Reject):
+                log = self.log.info if action.dropped else self.log.warn
+                log("update_rejected", sender=self.names.get(action.sender, action.sender),
+                    round=action.round, reason=action.reason)
+
+    # -- actions --------------------------------------------------------------------------
+
+    async def _train(self, action: Train) -> None:
+        start = time.monotonic()
+        async with self.model_lock:
+            steps = self.plan.round(action.round)
+            batches = [s.index[self.data.plan_row] for s in steps]
+            loss = await trio.to_thread.run_sync(self._train_sync, action.params, batches)
+        self.stats.setdefault(action.round, {}).update(
+            start=start, train_loss=loss, train_seconds=time.monotonic() - start)
+        await self._dispatch(self.machine.local_model_ready(action.round, self._params()))
+
+    def _train_sync(self, params: dict[str, torch.Tensor], batches: list[np.ndarray]) -> float:
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                p.copy_(params[name])
+        return train_steps(self.model, self.optimizer, self.data.x_train, self.data.y_train, batches)
+
+    async def _send_all(self, action: Send) -> None:
+        loss = self.stats.get(action.round, {}).get("train_loss", float("nan"))
+        data = await trio.to_thread.run_sync(lambda: encode(
+            self.key, round=action.round, fingerprint=self.fingerprint,
+            num_samples=len(self.data.y_train), weight=1.0, tensors=action.params,
+            metrics={"train_loss": loss}))
+        for peer in action.peers:
+            self.nursery.start_soon(self._send_one, peer, action.round, data)
+        self.nursery.start_soon(self._deadline, action.round)
+
+    async def _deadline(self, round: int) -> None:
+        await trio.sleep(self.settings.gossip.round_timeout)
+        await self._dispatch(self.machine.deadline_passed(round))
+
+    async def _send_one(self, peer: str, round: int, data) -> None:
+        """Deliver one update, retrying (a peer that is starting or restarting) until the
+        round deadline."""
+        self.sends_in_flight += 1
+        give_up = trio.current_time() + self.settings.gossip.round_timeout
+        try:
+            while True:
+                try:
+                    await self._deliver(peer, round, data)
+                    self._count(round, "bytes_out", len(data))
+                    self.bytes_out += len(data)
+                    return
+                except Exception as exc:  # noqa: BLE001 - a failed peer must never stop this node
+                    refused = isinstance(exc, transfer.TransferError)
+                    if refused or trio.current_time() + RETRY_PAUSE >= give_up:
+                        self.log.warn("send_failed", peer=self.names[peer], round=round, reason=_reason(exc))
+                        return
+                await trio.sleep(RETRY_PAUSE)
+        finally:
+            self.sends_in_flight -= 1
+
+    async def _deliver(self, peer: str, round: int, data) -> None:
+        stream = None
+        try:
+            pid = await self._connect(peer)
+            with trio.fail_after(self.timeouts.connect):
+                stream = await self.host.new_stream(pid, [PROTOCOL])
+            await transfer.send(stream, round, data, self.timeouts)
+            await stream.close()
+        except BaseException:
+            if stream is not None:
+                with trio.move_on_after(1):
+                    await _quiet(stream.reset())
+            raise
+
+    async def _connect(self, peer: str):
+        """Connect if not connected; clear py-libp2p's 60 s dial backoff so a peer that came
+        back is reached at once."""
+        from libp2p.peer.peerinfo import PeerInfo
+
+        pid = peer_id(peer)
+        network = self.host.get_network()
+        if network.get_connections(pid):
+            return pid
+        network.unblock_peer(pid)
+        store = self.host.get_peerstore()
+        store.clear_addrs(pid)
+        addrs = multiaddrs(self.roster.by_peer_id(peer).addresses)
+        store.add_addrs(pid, addrs, 3600)
+        with trio.fail_after(self.timeouts.connect):
+            await self.host.connect(PeerInfo(pid, addrs))
+        return pid
+
+    async def _on_stream(self, stream) -> None:
+        peer = stream.muxed_conn.peer_id.to_base58()
+        if peer not in self.names:
+            self.log.warn("stranger_refused", peer_id=peer, reason="peer ID not in the roster")
+            await _quiet(stream.reset())
+            return
+        name = self.names[peer]
+        try:
+            round, payload = await transfer.receive(stream, self.max_bytes, self.timeouts, self._refuse)
+        except Exception as exc:  # noqa: BLE001 - any bad transfer: log one line, reset, go on
+            self.log.warn("transfer_failed", peer=name, reason=_reason(exc))
+            with trio.move_on_after(1):
+                await _quiet(stream.reset())
+            return
+        self.bytes_in += len(payload)
+        self._count(round, "bytes_in", len(payload))
+        try:
+            update = await trio.to_thread.run_sync(decode, payload, self.max_bytes)
+            if update.sender != peer:
+                raise InvalidMessage("the update is signed by another member than the one sending it")
+            if update.round != round:
+                raise InvalidMessage(f"header says round {round}, the update {update.round}")
+        except InvalidMessage as exc:
+            self.log.warn("update_rejected", sender=name, round=round, reason=str(exc))
+            return
+        await self._dispatch(self.machine.update_received(update))
+
+    def _refuse(self, round: int) -> str | None:
+        if round < self.machine.round:
+            return f"stale: this node is at round {self.machine.round}"
+        return None
+
+    async def _aggregate(self, action: Aggregate) -> None:
+        new = await trio.to_thread.run_sync(weighted_average_state, list(action.states),
+                                            list(action.weights))
+        stats = self.stats.setdefault(action.round, {})
+        stats["heard"] = [self.names[p] for p in action.senders]
+        stats["missing"] = [self.names[p] for p in action.missing]
+        await self._dispatch(self.machine.aggregated(action.round, new))
+
+    async def _checkpoint(self, action: Checkpoint) -> None:
+        finished = action.round - 1
+        async with self.model_lock:
+            acc = await trio.to_thread.run_sync(self._save_sync, action)
+        stats = self.stats.pop(finished, {})
+        row = {
+            "round": finished,
+            "train_loss": stats.get("train_loss"),
+            "val_accuracy": acc,
+            "heard_from": stats.get("heard", []),
+            "missing": stats.get("missing", []),
+            "bytes_in": int(stats.get("bytes_in", 0)),
+            "bytes_out": int(stats.get("bytes_out", 0)),
+            "seconds": round(time.monotonic() - stats["start"], 3) if "start" in stats else None,
+        }
+        await trio.to_thread.run_sync(checkpoint.append_metrics, self.state_dir, row)
+        self.log.info("round_done", round=finished, val_accuracy=acc, train_loss=row["train_loss"],
+                      heard=len(row["heard_from"]), missing=",".join(row["missing"]) or "-",
+                      seconds=row["seconds"])
+
+    def _save_sync(self, action: Checkpoint) -> float:
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                p.copy_(action.params[name])
+        checkpoint.save(self.state_dir, action.round, self.model, self.optimizer)
+        return accuracy(self.model, self.data.x_val, self.data.y_val)
+
+    def _count(self, round: int, key: str, n: int) -> None:
+        stats = self.stats.setdefault(round, {})
+        stats[key] = stats.get(key, 0) + n
+
+    def _params(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.named_parameters()}
+
+
+def run_node(settings: NodeSettings) -> int:
+    """Build and run a node; returns the exit code."""
+    node = Node.from_settings(settings)
+    trio.run(node.run)
+    return 0
+
+
+async def _quiet(awaitable) -> None:
+    try:
+        await awaitable
+    except Exception:  # noqa: BLE001 - best-effort cleanup of a broken stream
+        pass
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, trio.TooSlowError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+

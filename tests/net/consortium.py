@@ -1,0 +1,82 @@
+"""Test harness: a consortium of real `p2pfl node` processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from p2pfl.demo import DemoOptions, setup
+from p2pfl.net.checkpoint import CHECKPOINT, read_metrics
+from p2pfl.protocol.identity import load_key
+from p2pfl.protocol.roster import load_roster
+
+WAIT = 120.0  # seconds any single wait in these tests may take
+
+
+class Consortium:
+    """Keys, roster and configs in `folder`; processes started on demand."""
+
+    def __init__(self, folder: Path, nodes: int = 4, rounds: int = 5, round_timeout: float = 10.0,
+                 topology: str = "ring", dataset: str = "breast_cancer", partition: str = "dirichlet:0.5"):
+        self.folder = folder
+        self.opt = DemoOptions(nodes=nodes, rounds=rounds, dataset=dataset, topology=topology,
+                               partition=partition, folder=folder, round_timeout=round_timeout)
+        self.names = [f"hospital-{i + 1}" for i in range(nodes)]
+        self.configs = dict(zip(self.names, setup(folder, self.names, self.opt), strict=True))
+        self.roster = load_roster(folder / "roster.toml")
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, *names: str) -> None:
+        for name in names or self.names:
+            log = (self.folder / name / "node.log").open("a")
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "p2pfl", "node", "--config", str(self.configs[name])],
+                stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def wait(self, *names: str, timeout: float = WAIT) -> dict[str, int]:
+        """Exit codes of the named (default: all started) processes."""
+        end = time.monotonic() + timeout
+        codes = {}
+        for name in names or list(self.procs):
+            codes[name] = self.procs[name].wait(timeout=max(0.1, end - time.monotonic()))
+        return codes
+
+    def wait_for(self, predicate, timeout: float = WAIT, what: str = "condition") -> None:
+        end = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > end:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def signal(self, name: str, sig: int) -> None:
+        self.procs[name].send_signal(sig)
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+            p.wait(timeout=30)
+
+    def log(self, name: str) -> str:
+        return (self.folder / name / "node.log").read_text()
+
+    def metrics(self, name: str) -> list[dict]:
+        return read_metrics(self.folder / name / "state")
+
+    def params(self, name: str) -> torch.Tensor:
+        state = torch.load(self.folder / name / "state" / CHECKPOINT, weights_only=True)
+        return torch.cat([v.reshape(-1) for v in state["model"].values()])
+
+    def key(self, name: str):
+        return load_key(self.folder / name / "node.key")
+
+    def address(self, name: str) -> str:
+        member = self.roster.by_name(name)
+        return f"{member.addresses[0]}/p2p/{member.peer_id}"
