@@ -278,6 +278,7 @@ class Node:
         row = {
             "round": finished,
             "train_loss": stats.get("train_loss"),
+            "train_seconds": round(stats["train_seconds"], 4) if "train_seconds" in stats else None,
             "val_accuracy": acc,
             "heard_from": stats.get("heard", []),
             "missing": stats.get("missing", []),

@@ -19,7 +19,8 @@ import trio
 MAGIC = b"P2FL"
 VERSION = 1
 HEADER = struct.Struct(">4sBQQ32s")
-CHUNK = 1 << 20  # 1 MiB writes and reads
+CHUNK = 1 << 20  # 1 MiB: the unit of writes, and of read progress under one timeout
+WRITE = 4 << 20  # bytes per write call
 ACK_OK, ACK_REFUSED = b"\x00", b"\x01"
 
 
@@ -42,28 +43,32 @@ def pack_header(round: int, payload: bytes | memoryview) -> bytes:
 
 
 async def write_all(stream, data: bytes | memoryview, timeouts: Timeouts) -> None:
-    """Write `data` in CHUNK pieces, each under the chunk timeout."""
+    """Write `data` in WRITE-byte pieces, each under the chunk timeout (scaled to its size)."""
     view = memoryview(data)
-    for start in range(0, len(view), CHUNK):
-        with trio.fail_after(timeouts.chunk):
-            await stream.write(bytes(view[start : start + CHUNK]))
+    for start in range(0, len(view), WRITE):
+        with trio.fail_after(timeouts.chunk * WRITE / CHUNK):
+            await stream.write(bytes(view[start : start + WRITE]))
 
 
 async def read_exactly(stream, n: int, timeouts: Timeouts) -> bytearray:
-    """Read exactly n bytes (each read under the chunk timeout); EOF before n is an error."""
+    """Read exactly n bytes, each CHUNK of progress under the chunk timeout; EOF before n is an
+    error. (One timer per CHUNK, not per read: Yamux hands over a few KiB per read.)"""
     buf = bytearray(n)
     view = memoryview(buf)
     got = 0
     while got < n:
+        target = min(n, got + CHUNK)
         with trio.fail_after(timeouts.chunk):
-            try:
-                chunk = await stream.read(min(n - got, CHUNK))
-            except Exception as exc:  # py-libp2p raises StreamEOF / StreamReset / StreamError
-                raise TransferError(f"stream ended after {got} of {n} bytes ({type(exc).__name__})") from None
-        if not chunk:
-            raise TransferError(f"stream ended after {got} of {n} bytes")
-        view[got : got + len(chunk)] = chunk
-        got += len(chunk)
+            while got < target:
+                try:
+                    chunk = await stream.read(n - got)
+                except Exception as exc:  # py-libp2p raises StreamEOF / StreamReset / StreamError
+                    raise TransferError(
+                        f"stream ended after {got} of {n} bytes ({type(exc).__name__})") from None
+                if not chunk:
+                    raise TransferError(f"stream ended after {got} of {n} bytes")
+                view[got : got + len(chunk)] = chunk
+                got += len(chunk)
     return buf
 
 

@@ -1,0 +1,76 @@
+"""`p2pfl node`, `init`, `keygen`, `demo`: set-up errors, clean stop, the whole demo."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from p2pfl.cli import main
+from p2pfl.config import node_settings
+from p2pfl.errors import UserError
+
+
+def test_init_writes_a_template_that_loads(tmp_path, capsys):
+    out = tmp_path / "node.toml"
+    assert main(["init", "--out", str(out), "--name", "st-marys"]) == 0
+    settings = node_settings(out)
+    assert settings.node.name == "st-marys" and settings.gossip.round_timeout == 30.0
+    assert main(["init", "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("\n[gossip]\n", "\n[gossip]\ncolour = 1\n"), "unknown key gossip.colour"),
+    (("rounds = 50", 'rounds = "many"'), "training.rounds must be an integer"),
+    (("round_timeout = 30.0", "round_timeout = -1.0"), "gossip.round_timeout must be positive"),
+    (('kind = "mlp"', 'kind = "cnn"'), "model.kind must be logreg or mlp"),
+    (('classes = ["0", "1"]', "classes = []"), "data.classes must list the label values"),
+    (("\n[model]\n", "\n[modle]\n"), "unknown section [modle]"),
+])
+def test_bad_node_config_is_one_error_naming_file_and_key(tmp_path, edit, message):
+    from p2pfl.config import NODE_TEMPLATE
+
+    path = tmp_path / "node.toml"
+    path.write_text(NODE_TEMPLATE.format(name="a").replace(*edit))
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")) as err:
+        node_settings(path)
+    assert str(path) in str(err.value)
+
+
+def test_node_with_missing_key_exits_2_without_traceback(tmp_path):
+    from p2pfl.config import NODE_TEMPLATE
+
+    path = tmp_path / "node.toml"
+    path.write_text(NODE_TEMPLATE.format(name="a"))
+    proc = subprocess.run([sys.executable, "-m", "p2pfl", "node", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("p2pfl: error: ") and "node.key" in proc.stderr
+
+
+def test_sigterm_stops_cleanly_and_keeps_the_checkpoint(consortium):
+    c = consortium(nodes=3, rounds=50, round_timeout=2.0)
+    c.start("hospital-1", "hospital-2")  # hospital-3 absent: rounds wait for the deadline
+    c.wait_for(lambda: len(c.metrics("hospital-1")) >= 1, what="a finished round")
+    c.signal("hospital-1", signal.SIGTERM)
+    assert c.wait("hospital-1") == {"hospital-1": 0}
+    assert "event=stopping signal=SIGTERM" in c.log("hospital-1")
+    state = torch.load(c.folder / "hospital-1" / "state" / "checkpoint.pt", weights_only=True)
+    assert state["round"] == len(c.metrics("hospital-1")) >= 1
+
+
+def test_demo_json(tmp_path, capsys):
+    folder = tmp_path / "demo"
+    assert main(["demo", "--nodes", "3", "--rounds", "3", "--dir", str(folder), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [h["name"] for h in report["hospitals"]] == ["hospital-1", "hospital-2", "hospital-3"]
+    assert all(h["rounds"] == 3 and 0 < h["accuracy"] <= 1 for h in report["hospitals"])
+    assert 0 < report["centralized_accuracy"] <= 1 and 0 < report["mean_local_only_accuracy"] <= 1
+    assert (folder / "convergence.png").read_bytes()[:4] == b"\x89PNG"
+    assert oct((folder / "hospital-1" / "node.key").stat().st_mode & 0o777) == "0o600"
+    assert main(["demo", "--dir", str(folder)]) == 2  # not empty: refused
