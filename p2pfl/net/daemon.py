@@ -35,6 +35,7 @@ from p2pfl.protocol.roster import Roster, load_roster
 from p2pfl.protocol.rounds import Aggregate, Checkpoint, Done, Reject, RoundMachine, Send, Train
 
 RETRY_PAUSE = 0.5  # seconds between delivery attempts to a peer that is not reachable yet
+HEADER_ALLOWANCE = 1 << 20  # bytes an update may carry beyond its raw tensors
 
 
 class Node:
@@ -72,7 +73,11 @@ class Node:
                                     self._params(), start_round=start, rounds=t.rounds)
         rt = g.round_timeout
         self.timeouts = transfer.Timeouts(connect=min(10.0, rt), chunk=min(30.0, rt), ack=min(60.0, 2 * rt))
-        self.max_bytes = int(g.max_update_mb * 1e6)
+        # An update is this model's tensors plus a header: refuse anything much larger before
+        # reading it (and never above gossip.max_update_mb).
+        tensor_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        self.max_bytes = min(int(g.max_update_mb * 1e6), tensor_bytes + HEADER_ALLOWANCE)
+        self.receiving: set[str] = set()  # peers with a transfer in progress
         self.stats: dict[int, dict[str, float]] = {}
         self.bytes_in = self.bytes_out = 0
         self.done = trio.Event()
@@ -237,13 +242,21 @@ class Node:
             await _quiet(stream.reset())
             return
         name = self.names[peer]
+        if peer in self.receiving:
+            self.log.warn("transfer_refused", peer=name, reason="another transfer from it is in progress")
+            await _quiet(stream.reset())
+            return
+        self.receiving.add(peer)
         try:
-            round, payload = await transfer.receive(stream, self.max_bytes, self.timeouts, self._refuse)
+            round, payload = await transfer.receive(stream, self.max_bytes, self.timeouts,
+                                                    lambda r: self._refuse(peer, r))
         except Exception as exc:  # noqa: BLE001 - any bad transfer: log one line, reset, go on
             self.log.warn("transfer_failed", peer=name, reason=_reason(exc))
             with trio.move_on_after(1):
                 await _quiet(stream.reset())
             return
+        finally:
+            self.receiving.discard(peer)
         self.bytes_in += len(payload)
         self._count(round, "bytes_in", len(payload))
         try:
@@ -257,9 +270,14 @@ class Node:
             return
         await self._dispatch(self.machine.update_received(update))
 
-    def _refuse(self, round: int) -> str | None:
+    def _refuse(self, peer: str, round: int) -> str | None:
+        """Why an announced update is not worth reading (checked before the payload)."""
         if round < self.machine.round:
             return f"stale: this node is at round {self.machine.round}"
+        if self.machine.rounds is not None and round >= self.machine.rounds:
+            return f"round {round} is past the last round"
+        if peer not in self.machine.in_peers(round):
+            return f"not an in-neighbour in round {round}"
         return None
 
     async def _aggregate(self, action: Aggregate) -> None:

@@ -39,6 +39,8 @@ class VectorizedEngine:
         self.sq = torch.zeros_like(self.flat) if opt.name == "adam" else None
         self.count = torch.zeros(n, 1, dtype=torch.float64)  # optimizer steps taken per node
         self._forward = vmap(self._one, in_dims=(0, 0))
+        self._w_scipy: sp.csr_matrix | None = None
+        self._w_torch: torch.Tensor | None = None
 
     def _one(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model, params, (x,))
@@ -113,8 +115,10 @@ class VectorizedEngine:
 
     @torch.no_grad()
     def mix(self, w: sp.csr_matrix) -> None:
-        """X <- W X as one sparse-dense product."""
-        self.flat = torch.sparse.mm(to_torch(w, self.flat.dtype), self.flat)
+        """X <- W X as one sparse-dense product (a static topology's W is converted once)."""
+        if w is not self._w_scipy:
+            self._w_scipy, self._w_torch = w, to_torch(w, self.flat.dtype)
+        self.flat = torch.sparse.mm(self._w_torch, self.flat)
 
     def params(self) -> torch.Tensor:
         """Parameters of all nodes as an [N, P] tensor."""
