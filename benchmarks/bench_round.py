@@ -46,8 +46,7 @@ def main() -> None:
         text = text.replace("local_steps = 5", f"local_steps = {STEPS}").replace("batch_size = 16",
                                                                                    f"batch_size = {BATCH}")
         c.write_text(text)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # 4 processes on few cores: no oversubscription
-    procs = [subprocess.Popen([sys.executable, "-m", "p2pfl", "node", "--config", str(c)], env=env,
+    procs = [subprocess.Popen([sys.executable, "-m", "p2pfl", "node", "--config", str(c)],
                               stdout=subprocess.DEVNULL, stderr=(c.parent / "node.log").open("w"))
              for c in configs]
     if any(p.wait(timeout=600) for p in procs):

@@ -129,6 +129,8 @@ def _check_node(s: NodeSettings, path: Path) -> None:
         raise bad("training.rounds", "must be at least 1")
     if s.training.local_steps < 1 or s.training.batch_size < 1:
         raise bad("training.local_steps and training.batch_size", "must be at least 1")
+    if s.training.threads < 0:
+        raise bad("training.threads", "must be 0 (all cores) or a positive number")
     if not s.training.lr > 0:
         raise bad("training.lr", "must be positive")
     if s.training.optimizer not in ("sgd", "adam"):
@@ -180,6 +182,7 @@ optimizer = "sgd"                # sgd or adam
 lr = 0.05
 momentum = 0.9
 seed = 0                         # same at every hospital: same initial model
+threads = 0                      # torch CPU threads (0: all cores)
 
 [gossip]
 topology = "ring"                # see `p2pfl topology --help`

@@ -8,6 +8,7 @@ accuracy next to local-only and centralized training of the same model on the sa
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -97,7 +98,8 @@ def setup(folder: Path, names: list[str], opt: DemoOptions) -> list[Path]:
         path = folder / m.name / "node.toml"
         write_atomic(path, NODE_CONFIG.format(
             name=m.name, listen=m.addresses[0], source=opt.dataset, partition=opt.partition,
-            rounds=opt.rounds, steps=LOCAL_STEPS, batch=BATCH, lr=LR, hidden=HIDDEN,
+            threads=max(1, (os.cpu_count() or 1) // len(names)), rounds=opt.rounds,
+            steps=LOCAL_STEPS, batch=BATCH, lr=LR, hidden=HIDDEN,
             topology=opt.topology, timeout=opt.round_timeout))
         configs.append(path)
     return configs
@@ -120,6 +122,7 @@ kind = "mlp"
 hidden = [{hidden}]
 
 [training]
+threads = {threads}
 rounds = {rounds}
 local_steps = {steps}
 batch_size = {batch}

@@ -57,6 +57,8 @@ class Node:
         self.members = [m.peer_id for m in roster.members]
         self.names = {m.peer_id: m.name for m in roster.members}
         g, d, t = settings.gossip, settings.data, settings.training
+        if t.threads:
+            torch.set_num_threads(t.threads)
         self.topology = build_topology(g.topology, len(self.members), g.params, seed=g.seed,
                                        scheme=g.mixing)
         self.data = load_local(d.source, self.index, len(self.members), d.label_column, d.classes,

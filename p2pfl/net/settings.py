@@ -40,6 +40,7 @@ class TrainingSection:
     lr: float = 0.05
     momentum: float = 0.9
     seed: int = 0
+    threads: int = 0  # torch CPU threads; 0: torch's default (all cores)
 
 
 @dataclass
