@@ -240,7 +240,7 @@ class _progress:
 
     def __call__(self, name: str, done: int, total: int) -> None:
         if name not in self.tasks:
-            self.tasks[name] = self.bar.add_task(f"{name} rounds", total=total)
+            self.tasks[name] = self.bar.add_task(name, total=total)
         self.bar.update(self.tasks[name], completed=done)
 
     def __exit__(self, *exc: object) -> None:

@@ -96,15 +96,15 @@ def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
     return ds, NodeData.build(ds, part), topo
 
 
-def simulate(cfg: SimConfig, progress: Progress | None = None) -> SimResult:
-    """Run decentralized training, then the requested baseline, and collect metrics."""
+def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bool = True) -> SimResult:
+    """Run decentralized training (unless `decentralized` is False), then the requested baseline."""
     start = time.perf_counter()
     ds, data, topo = prepare(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, ds.n_features, ds.n_classes, parse_hidden(cfg.hidden), cfg.seed)
     opt = OptimConfig(name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
     gap = topo.spectral_gap()
-    runs = [_run("decentralized", cfg, model, opt, data, topo, progress)]
+    runs = [_run("decentralized", cfg, model, opt, data, topo, progress)] if decentralized else []
     if cfg.baseline == "local":
         runs.append(_run("local", cfg, model, opt, data, None, progress))
     elif cfg.baseline == "centralized":
@@ -144,7 +144,7 @@ def _run(
         if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
             result.rows.append(_metrics(t + 1, model, engine.params(), data, subset, losses, sent))
         if progress is not None:
-            progress(name, t + 1, cfg.rounds)
+            progress(f"{name} rounds", t + 1, cfg.rounds)
     return result
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import asdict, dataclass, field
+
+from p2pfl.errors import UserError
+from p2pfl.tomlio import describe, matches
 
 ENGINES = ("vectorized", "reference")
 BASELINES = ("none", "centralized", "local")
@@ -39,3 +44,26 @@ class SimConfig:
     def to_dict(self) -> dict[str, object]:
         """Plain dict for JSON output."""
         return asdict(self)
+
+
+def check_sim_table(raw: dict[str, object], where: str) -> dict[str, object]:
+    """Check every key and value type of a simulate TOML table against SimConfig.
+
+    `param` may be a table ({p = 0.1}) and `hidden` a list ([32, 16]); both are turned into the
+    flag forms. Errors name `where` (the file) and the key.
+    """
+    fields = {f.name for f in dataclasses.fields(SimConfig)}
+    hints = typing.get_type_hints(SimConfig)
+    out: dict[str, object] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            raise UserError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(fields))})")
+        if name == "param" and isinstance(value, dict):
+            value = [f"{k}={v}" for k, v in value.items()]
+        if name == "hidden" and isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        if not matches(value, hints[name]):
+            raise UserError(f"{where}: key {key!r} must be {describe(hints[name])}, got {value!r}")
+        out[name] = float(value) if hints[name] is float else value
+    return out
