@@ -1,6 +1,6 @@
 """Round time of a 4-node loopback network against local training time plus transfer time.
 
-Four real `p2pfl node` processes (ring, MLP 256-256 on digits shards, 20 local steps of batch
+Four real `p2pfl node` processes (ring, MLP 256-256 on digits shards, 200 local steps of batch
 64, one torch thread each), 8 rounds; the median round time comes from their metrics.jsonl.
 Baseline, measured in the same run: the local training of one round by one node alone (same
 model, steps, one thread), and the time to deliver one update of that size over the same
@@ -32,7 +32,7 @@ from p2pfl.learning.models import build_model  # noqa: E402
 from p2pfl.learning.params import num_params  # noqa: E402
 from p2pfl.net.checkpoint import read_metrics  # noqa: E402
 
-ROUNDS, HIDDEN, STEPS, BATCH = 8, 256, 20, 64
+ROUNDS, HIDDEN, STEPS, BATCH = 8, 256, 200, 64
 
 
 def main() -> None:

@@ -171,6 +171,7 @@ class Node:
         return train_steps(self.model, self.optimizer, self.data.x_train, self.data.y_train, batches)
 
     async def _send_all(self, action: Send) -> None:
+        self.stats.setdefault(action.round, {})["sent"] = time.monotonic()
         loss = self.stats.get(action.round, {}).get("train_loss", float("nan"))
         data = await trio.to_thread.run_sync(lambda: encode(
             self.key, round=action.round, fingerprint=self.fingerprint,
@@ -286,6 +287,7 @@ class Node:
         new = await trio.to_thread.run_sync(weighted_average_state, list(action.states),
                                             list(action.weights))
         stats = self.stats.setdefault(action.round, {})
+        stats["aggregating"] = time.monotonic()
         stats["heard"] = [self.names[p] for p in action.senders]
         stats["missing"] = [self.names[p] for p in action.missing]
         await self._dispatch(self.machine.aggregated(action.round, new))
@@ -304,6 +306,7 @@ class Node:
             "missing": stats.get("missing", []),
             "bytes_in": int(stats.get("bytes_in", 0)),
             "bytes_out": int(stats.get("bytes_out", 0)),
+            "wait_seconds": _span(stats, "sent", "aggregating"),
             "seconds": round(time.monotonic() - stats["start"], 3) if "start" in stats else None,
         }
         await trio.to_thread.run_sync(checkpoint.append_metrics, self.state_dir, row)
@@ -331,6 +334,10 @@ def run_node(settings: NodeSettings) -> int:
     node = Node.from_settings(settings)
     trio.run(node.run)
     return 0
+
+
+def _span(stats: dict, a: str, b: str) -> float | None:
+    return round(stats[b] - stats[a], 4) if a in stats and b in stats else None
 
 
 async def _quiet(awaitable) -> None:
