@@ -7,6 +7,8 @@ import typing
 from pathlib import Path
 
 from p2pfl.errors import UserError
+from p2pfl.gossip.compression import parse_compression
+from p2pfl.gossip.robust import parse_aggregator
 from p2pfl.net.settings import NodeSettings
 from p2pfl.sim.settings import SimConfig, check_sim_table
 from p2pfl.tomlio import describe, matches, read_toml
@@ -19,9 +21,6 @@ def sim_config(path: Path | None, flags: dict[str, object]) -> SimConfig:
         values.update(check_sim_table(read_toml(path), str(path)))
     values.update({k: v for k, v in flags.items() if v is not None})
     return SimConfig(**values)
-
-
-AGGREGATORS = ("mean",)
 
 
 def node_settings(path: Path) -> NodeSettings:
@@ -72,9 +71,17 @@ def _check_node(s: NodeSettings, path: Path) -> None:
         raise bad("model.hidden", "sizes must be positive")
     if not s.gossip.round_timeout > 0:
         raise bad("gossip.round_timeout", "must be positive (seconds)")
-    if s.gossip.aggregator not in AGGREGATORS:
-        raise bad("gossip.aggregator", f"must be one of {', '.join(AGGREGATORS)}, "
-                  f"got {s.gossip.aggregator!r}")
+    for key, parse in (("aggregator", parse_aggregator), ("compression", parse_compression)):
+        try:
+            parse(getattr(s.gossip, key))
+        except UserError as exc:
+            raise bad(f"gossip.{key}", f"is not valid: {exc}") from None
+    p = s.privacy
+    if p.noise < 0 or not p.clip > 0 or not 0 < p.delta < 1 or p.max_epsilon < 0:
+        raise bad("[privacy]", "needs noise >= 0, clip > 0, 0 < delta < 1 and max_epsilon >= 0")
+    if p.max_epsilon > 0 and p.noise == 0:
+        raise bad("privacy.max_epsilon", "is set but privacy.noise is 0: an epsilon target with no "
+                  "noise cannot be met")
     if not s.gossip.max_update_mb > 0:
         raise bad("gossip.max_update_mb", "must be positive")
     if s.data.source.startswith("csv:") and len(s.data.classes) < 2:
@@ -121,6 +128,13 @@ params = {{}}                      # topology parameters, e.g. {{ p = 0.3 }}
 mixing = "metropolis_hastings"
 seed = 0                         # shared: time-varying topologies draw the same graphs everywhere
 round_timeout = 30.0             # seconds to wait for neighbours after sending
-aggregator = "mean"
+aggregator = "mean"              # mean, or robust: trimmed_mean:b=1, median, clipped
+compression = "none"             # none, float16, int8, topk:fraction=0.01 (static topologies)
 max_update_mb = 512.0            # larger updates are refused before they are read
+
+[privacy]
+noise = 0.0                      # DP-SGD noise multiplier (e.g. 1.0); 0: off
+clip = 1.0                       # per-example gradient norm bound
+delta = 1e-5                     # epsilon is reported at this delta (metrics.jsonl)
+max_epsilon = 0.0                # refuse to start if the planned rounds would exceed it; 0: no limit
 """

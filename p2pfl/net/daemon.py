@@ -17,12 +17,14 @@ import torch
 import trio
 
 from p2pfl.errors import UserError
-from p2pfl.gossip.mixing import weighted_average_state
+from p2pfl.gossip.combine import combine
+from p2pfl.gossip.robust import parse_aggregator
 from p2pfl.gossip.topology import build_topology
 from p2pfl.learning.batches import BatchPlan
 from p2pfl.learning.local import load_local
 from p2pfl.learning.models import build_model
 from p2pfl.learning.params import fingerprint, param_specs
+from p2pfl.learning.privacy import dp_train_steps, epsilon
 from p2pfl.learning.trainer import OptimConfig, accuracy, make_optimizer, train_steps
 from p2pfl.net import checkpoint, transfer
 from p2pfl.net.eventlog import EventLog
@@ -71,6 +73,15 @@ class Node:
         start = checkpoint.load(self.state_dir, self.model, self.optimizer)
         self.fingerprint = fingerprint(self.model)
         self.plan = BatchPlan(self.data.plan_sizes, t.batch_size, t.local_steps, seed=t.seed)
+        self.aggregator = parse_aggregator(g.aggregator)
+        self._check_aggregator()
+        self.privacy = settings.privacy
+        self.sample_rate = min(1.0, t.batch_size / len(self.data.y_train))
+        if self.privacy.noise > 0:
+            planned = self.epsilon(t.rounds)
+            if self.privacy.max_epsilon and planned > self.privacy.max_epsilon:
+                raise UserError(f"{t.rounds} rounds of DP-SGD with noise {self.privacy.noise} would spend "
+                                f"epsilon {planned:.2f} > privacy.max_epsilon {self.privacy.max_epsilon}")
         self.machine = RoundMachine(self.self_id, self.members, self.topology, param_specs(self.model),
                                     self._params(), start_round=start, rounds=t.rounds)
         rt = g.round_timeout
@@ -91,6 +102,21 @@ class Node:
                       train_rows=len(self.data.y_train),
                       params=sum(p.numel() for p in self.model.parameters()),
                       start_round=start, rounds=t.rounds, topology=g.topology)
+
+    def _check_aggregator(self) -> None:
+        """A robust rule needs enough models every round: check the topology before starting."""
+        need = self.aggregator.min_models()
+        rounds = range(1) if not self.topology.time_varying else range(min(self.settings.training.rounds, 64))
+        have = min(len(self.topology.in_neighbors(self.index, r)) + 1 for r in rounds)
+        if have < need:
+            raise UserError(f"gossip.aggregator {self.aggregator} needs at least {need} models per round, "
+                            f"but this node receives from {have - 1} neighbour(s) (plus its own model) "
+                            f"with topology {self.settings.gossip.topology}")
+
+    def epsilon(self, rounds: int) -> float:
+        """Privacy spent after `rounds` rounds of DP-SGD, at privacy.delta."""
+        steps = rounds * self.settings.training.local_steps
+        return epsilon(self.privacy.noise, self.sample_rate, steps, self.privacy.delta)
 
     @classmethod
     def from_settings(cls, settings: NodeSettings) -> Node:
@@ -159,16 +185,22 @@ class Node:
         async with self.model_lock:
             steps = self.plan.round(action.round)
             batches = [s.index[self.data.plan_row] for s in steps]
-            loss = await trio.to_thread.run_sync(self._train_sync, action.params, batches)
+            loss = await trio.to_thread.run_sync(self._train_sync, action.round, action.params, batches)
         self.stats.setdefault(action.round, {}).update(
             start=start, train_loss=loss, train_seconds=time.monotonic() - start)
         await self._dispatch(self.machine.local_model_ready(action.round, self._params()))
 
-    def _train_sync(self, params: dict[str, torch.Tensor], batches: list[np.ndarray]) -> float:
+    def _train_sync(self, round: int, params: dict[str, torch.Tensor], batches: list[np.ndarray]) -> float:
         with torch.no_grad():
             for name, p in self.model.named_parameters():
                 p.copy_(params[name])
-        return train_steps(self.model, self.optimizer, self.data.x_train, self.data.y_train, batches)
+        x, y = self.data.x_train, self.data.y_train
+        if self.privacy.noise > 0:
+            seed = (self.settings.training.seed * 1_000_003 + self.index) * 1_000_003 + round
+            noise = torch.Generator().manual_seed(seed)
+            return dp_train_steps(self.model, self.optimizer, x, y, batches, self.privacy.clip,
+                                  self.privacy.noise, generator=noise)
+        return train_steps(self.model, self.optimizer, x, y, batches)
 
     async def _send_all(self, action: Send) -> None:
         self.stats.setdefault(action.round, {})["sent"] = time.monotonic()
@@ -284,8 +316,11 @@ class Node:
         return None
 
     async def _aggregate(self, action: Aggregate) -> None:
-        new = await trio.to_thread.run_sync(weighted_average_state, list(action.states),
-                                            list(action.weights))
+        new, combined = await trio.to_thread.run_sync(combine, list(action.states), list(action.weights),
+                                                      self.aggregator)
+        if not combined:
+            self.log.warn("too_few_updates", round=action.round, arrived=len(action.states) - 1,
+                          aggregator=str(self.aggregator), action="kept own model")
         stats = self.stats.setdefault(action.round, {})
         stats["aggregating"] = time.monotonic()
         stats["heard"] = [self.names[p] for p in action.senders]
@@ -307,12 +342,13 @@ class Node:
             "bytes_in": int(stats.get("bytes_in", 0)),
             "bytes_out": int(stats.get("bytes_out", 0)),
             "wait_seconds": _span(stats, "sent", "aggregating"),
+            "epsilon": round(self.epsilon(action.round), 4) if self.privacy.noise > 0 else None,
             "seconds": round(time.monotonic() - stats["start"], 3) if "start" in stats else None,
         }
         await trio.to_thread.run_sync(checkpoint.append_metrics, self.state_dir, row)
         self.log.info("round_done", round=finished, val_accuracy=acc, train_loss=row["train_loss"],
                       heard=len(row["heard_from"]), missing=",".join(row["missing"]) or "-",
-                      seconds=row["seconds"])
+                      seconds=row["seconds"], **({"epsilon": row["epsilon"]} if row["epsilon"] else {}))
 
     def _save_sync(self, action: Checkpoint) -> float:
         with torch.no_grad():

@@ -50,8 +50,17 @@ class GossipSection:
     mixing: str = "metropolis_hastings"
     seed: int = 0
     round_timeout: float = 30.0
-    aggregator: str = "mean"
+    aggregator: str = "mean"  # mean, trimmed_mean:b=1, median, clipped[:delta=0.1]
+    compression: str = "none"  # none, float16, int8[:chunk=256], topk:fraction=0.01[,gamma=G]
     max_update_mb: float = 512.0
+
+
+@dataclass
+class PrivacySection:
+    noise: float = 0.0  # DP-SGD noise multiplier; 0: no differential privacy
+    clip: float = 1.0  # per-example gradient norm bound
+    delta: float = 1e-5  # epsilon is reported at this delta
+    max_epsilon: float = 0.0  # refuse to start if the planned rounds would spend more; 0: no limit
 
 
 @dataclass
@@ -63,6 +72,7 @@ class NodeSettings:
     model: ModelSection = field(default_factory=ModelSection)
     training: TrainingSection = field(default_factory=TrainingSection)
     gossip: GossipSection = field(default_factory=GossipSection)
+    privacy: PrivacySection = field(default_factory=PrivacySection)
     base_dir: Path = Path(".")
 
     def path(self, value: str) -> Path:

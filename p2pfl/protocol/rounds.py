@@ -18,6 +18,7 @@ the topology spec and the round number.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -106,7 +107,10 @@ class RoundMachine:
         start_round: int = 0,
         rounds: int | None = None,
         max_ahead: int = 2,
+        validate: Callable[[ModelUpdate], State] | None = None,
     ) -> None:
+        """`validate` turns a decoded update into the tensors to combine, raising
+        InvalidMessage (default: `check_against` the model's specs)."""
         if self_id not in members:
             raise ValueError("this node is not in the roster")
         if topology.n != len(members):
@@ -121,6 +125,7 @@ class RoundMachine:
         self.round = start_round
         self.rounds = rounds
         self.max_ahead = max_ahead
+        self.validate = validate or (lambda update: check_against(update, specs))
         self.phase = Phase.TRAINING
         self.own: State | None = None
         self.pending: dict[int, dict[str, State]] = {}  # round -> sender -> checked tensors
@@ -160,7 +165,7 @@ class RoundMachine:
         if sender in self.pending.get(r, {}):
             return [Reject(sender, r, "duplicate update for this round", dropped=True)]
         try:
-            tensors = check_against(update, self.specs)
+            tensors = self.validate(update)
         except InvalidMessage as exc:
             return [Reject(sender, r, str(exc))]
         if r > self.round + self.max_ahead:

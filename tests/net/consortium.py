@@ -32,12 +32,22 @@ class Consortium:
         self.roster = load_roster(folder / "roster.toml")
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, *names: str) -> None:
+    def start(self, *names: str, program: list[str] | None = None) -> None:
+        """Start `p2pfl node` (or `program` + --config) for the named nodes (default: all)."""
         for name in names or self.names:
             log = (self.folder / name / "node.log").open("a")
+            argv = program or [sys.executable, "-m", "p2pfl", "node"]
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "p2pfl", "node", "--config", str(self.configs[name])],
+                [*argv, "--config", str(self.configs[name])],
                 stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def configure(self, section: str, line: str) -> None:
+        """Add `line` to `[section]` of every node's config."""
+        for path in self.configs.values():
+            text = path.read_text()
+            head = f"[{section}]\n"
+            path.write_text(text.replace(head, head + line + "\n") if head in text
+                            else text + f"\n{head}{line}\n")
 
     def wait(self, *names: str, timeout: float = WAIT) -> dict[str, int]:
         """Exit codes of the named (default: all started) processes."""

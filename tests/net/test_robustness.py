@@ -1,0 +1,63 @@
+"""Robust aggregation and DP-SGD between real node processes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ATTACKER = [sys.executable, str(Path(__file__).with_name("byzantine_node.py"))]
+NODES, ROUNDS = 5, 8
+HONEST = [f"hospital-{i}" for i in range(1, NODES)]
+
+
+def _run(folder: Path, aggregator: str, attacker: bool) -> float:
+    """Final mean accuracy of the honest members of a 5-node complete graph."""
+    from consortium import Consortium
+
+    folder.mkdir()
+    c = Consortium(folder, nodes=NODES, rounds=ROUNDS, topology="complete", partition="iid")
+    try:
+        c.configure("gossip", f'aggregator = "{aggregator}"')
+        c.start(*HONEST)
+        c.start(f"hospital-{NODES}", program=ATTACKER if attacker else None)
+        assert c.wait() == {n: 0 for n in c.names}
+        if attacker:
+            assert "event=byzantine_send" in c.log(f"hospital-{NODES}")
+        return sum(c.metrics(n)[-1]["val_accuracy"] for n in HONEST) / len(HONEST)
+    finally:
+        c.stop_all()
+
+
+def test_sign_flip_member_against_trimmed_mean(tmp_path):
+    baseline = _run(tmp_path / "clean", "trimmed_mean:b=1", attacker=False)
+    robust = _run(tmp_path / "robust", "trimmed_mean:b=1", attacker=True)
+    plain = _run(tmp_path / "plain", "mean", attacker=True)
+    assert baseline > 0.9
+    assert abs(robust - baseline) <= 0.03, (robust, baseline)
+    assert plain < baseline - 0.05, (plain, baseline)  # the attack has teeth against a plain mean
+
+
+def test_too_small_neighbourhood_for_the_trim_is_refused_at_start(consortium):
+    c = consortium(nodes=4, rounds=2, topology="ring")
+    c.configure("gossip", 'aggregator = "trimmed_mean:b=2"')
+    c.start("hospital-1")
+    assert c.wait() == {"hospital-1": 2}
+    assert "needs at least 5 models per round" in c.log("hospital-1")
+
+
+def test_dp_sgd_reports_epsilon_every_round(consortium):
+    c = consortium(nodes=3, rounds=3)
+    c.configure("privacy", "noise = 1.0\nclip = 1.0\ndelta = 1e-5")
+    c.start()
+    assert c.wait() == {n: 0 for n in c.names}
+    eps = [r["epsilon"] for r in c.metrics("hospital-1")]
+    assert len(eps) == 3 and 0 < eps[0] < eps[1] < eps[2]
+    assert "epsilon=" in c.log("hospital-1")
+
+
+def test_privacy_budget_refuses_to_start_when_the_plan_exceeds_it(consortium):
+    c = consortium(nodes=3, rounds=50)
+    c.configure("privacy", "noise = 0.5\nmax_epsilon = 1.0")
+    c.start("hospital-1")
+    assert c.wait() == {"hospital-1": 2}
+    assert "privacy.max_epsilon" in c.log("hospital-1")
