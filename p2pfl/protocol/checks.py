@@ -17,6 +17,8 @@ def check_against(update: ModelUpdate, specs: list[Spec]) -> dict[str, torch.Ten
     Raises InvalidMessage for a different architecture fingerprint, missing, extra or
     reordered tensors, a shape or dtype mismatch, or any NaN or infinite value.
     """
+    if update.encoding != "dense":
+        raise InvalidMessage(f"update is encoded as {update.encoding!r}; this node expects dense models")
     expected = fingerprint(specs)
     if update.fingerprint != expected:
         raise InvalidMessage(

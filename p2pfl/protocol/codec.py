@@ -74,10 +74,12 @@ HEADER_KEYS = (
     "fingerprint",
     "num_samples",
     "weight",
+    "encoding",
     "metrics",
     "tensors",
     "payload_digest",
 )
+MAX_ENCODING_LENGTH = 128
 _PARALLEL_MIN_CHUNKS = 8
 _MAX_HASH_THREADS = 8
 _HEX = frozenset("0123456789abcdef")
@@ -95,13 +97,17 @@ def encode(
     weight: float,
     tensors: Mapping[str, torch.Tensor],
     metrics: Mapping[str, float] | None = None,
+    encoding: str = "dense",
 ) -> memoryview:
     """Build and sign an update from `tensors` (in mapping order); the sender is `key`'s peer ID.
+
+    `encoding` says how the tensors represent the model: "dense" (the parameters themselves),
+    or a compression spec (see p2pfl.gossip.compression) whose parts the tensors are.
 
     Returns a writable bytes-like buffer holding the whole message (the tensor bytes are
     copied once). Raises ValueError for anything `decode` would reject.
     """
-    header, payload = _prepare(round, fingerprint, num_samples, weight, tensors, metrics, key)
+    header, payload = _prepare(round, fingerprint, num_samples, weight, tensors, metrics, key, encoding)
     return pack_signed(header, payload, key)
 
 
@@ -114,13 +120,14 @@ def encode_parts(
     weight: float,
     tensors: Mapping[str, torch.Tensor],
     metrics: Mapping[str, float] | None = None,
+    encoding: str = "dense",
 ) -> list[memoryview]:
     """Like `encode`, but without copying: buffers whose concatenation is the message.
 
     For writing to a stream piece by piece. The tensor buffers are views of the tensors'
     own memory, so the tensors must not change until the parts are written.
     """
-    header, payload = _prepare(round, fingerprint, num_samples, weight, tensors, metrics, key)
+    header, payload = _prepare(round, fingerprint, num_samples, weight, tensors, metrics, key, encoding)
     return _frame(header, payload, key, copy=False)
 
 
@@ -142,6 +149,7 @@ def _prepare(
     tensors: Mapping[str, torch.Tensor],
     metrics: Mapping[str, float] | None,
     key: Ed25519PrivateKey,
+    encoding: str = "dense",
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """The checked header map and the tensors' bytes, for `encode` and `encode_parts`."""
     sources = [_tensor_source(name, t) for name, t in tensors.items()]
@@ -152,6 +160,7 @@ def _prepare(
         "fingerprint": fingerprint,
         "num_samples": operator.index(num_samples),
         "weight": float(weight),
+        "encoding": encoding,
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "tensors": [[name, dtype, list(shape)] for name, dtype, shape, _ in sources],
         "payload_digest": bytes(DIGEST_SIZE),
@@ -305,6 +314,7 @@ def parse(data: bytes | bytearray | memoryview, max_size: int = MAX_MESSAGE_SIZE
         fingerprint=fields["fingerprint"],
         num_samples=fields["num_samples"],
         weight=fields["weight"],
+        encoding=fields["encoding"],
         metrics=fields["metrics"],
         tensors=records,
         payload_digest=fields["payload_digest"],
@@ -419,6 +429,10 @@ def _check_header(header: object) -> dict[str, Any]:
     weight = header["weight"]
     if type(weight) is not float or not math.isfinite(weight) or weight < 0:
         raise InvalidMessage(f"weight {_short(weight)} is not a finite float >= 0")
+    encoding = header["encoding"]
+    if type(encoding) is not str or not 0 < len(encoding) <= MAX_ENCODING_LENGTH:
+        raise InvalidMessage(f"encoding {_short(encoding)} is not a string of 1 to "
+                             f"{MAX_ENCODING_LENGTH} characters")
     _check_metrics(header["metrics"])
     _check_tensor_table(header["tensors"])
     digest = header["payload_digest"]

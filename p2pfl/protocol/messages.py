@@ -64,6 +64,7 @@ class ModelUpdate:
     fingerprint: str
     num_samples: int
     weight: float
+    encoding: str
     metrics: dict[str, float]
     tensors: tuple[TensorRecord, ...]
     payload_digest: bytes = field(repr=False)

@@ -108,9 +108,12 @@ class RoundMachine:
         rounds: int | None = None,
         max_ahead: int = 2,
         validate: Callable[[ModelUpdate], State] | None = None,
+        catch_up: bool = True,
     ) -> None:
         """`validate` turns a decoded update into the tensors to combine, raising
-        InvalidMessage (default: `check_against` the model's specs)."""
+        InvalidMessage (default: `check_against` the model's specs). Without `catch_up`,
+        updates more than max_ahead rounds ahead are rejected instead of jumped to (for
+        updates that are not models, e.g. CHOCO's compressed differences)."""
         if self_id not in members:
             raise ValueError("this node is not in the roster")
         if topology.n != len(members):
@@ -126,6 +129,7 @@ class RoundMachine:
         self.rounds = rounds
         self.max_ahead = max_ahead
         self.validate = validate or (lambda update: check_against(update, specs))
+        self.catch_up = catch_up
         self.phase = Phase.TRAINING
         self.own: State | None = None
         self.pending: dict[int, dict[str, State]] = {}  # round -> sender -> checked tensors
@@ -164,6 +168,8 @@ class RoundMachine:
             return [Reject(sender, r, f"sender is not an in-neighbour in round {r}")]
         if sender in self.pending.get(r, {}):
             return [Reject(sender, r, "duplicate update for this round", dropped=True)]
+        if r > self.round + self.max_ahead and not self.catch_up:
+            return [Reject(sender, r, f"too far ahead: this node is at round {self.round}")]
         try:
             tensors = self.validate(update)
         except InvalidMessage as exc:
