@@ -43,6 +43,9 @@ class DemoOptions:
     folder: Path | None = None
     json: bool = False
     round_timeout: float = ROUND_TIMEOUT
+    aggregator: str = "mean"
+    compression: str = "none"
+    dp: str = ""  # "noise=SIGMA,clip=C[,delta=D]": DP-SGD at every node
 
 
 def run_demo(opt: DemoOptions) -> int:
@@ -100,7 +103,8 @@ def setup(folder: Path, names: list[str], opt: DemoOptions) -> list[Path]:
             name=m.name, listen=m.addresses[0], source=opt.dataset, partition=opt.partition,
             threads=max(1, (os.cpu_count() or 1) // len(names)), rounds=opt.rounds,
             steps=LOCAL_STEPS, batch=BATCH, lr=LR, hidden=HIDDEN,
-            topology=opt.topology, timeout=opt.round_timeout))
+            topology=opt.topology, timeout=opt.round_timeout, aggregator=opt.aggregator,
+            compression=opt.compression, privacy=_privacy_lines(opt.dp)))
         configs.append(path)
     return configs
 
@@ -131,7 +135,25 @@ lr = {lr}
 [gossip]
 topology = "{topology}"
 round_timeout = {timeout}
+aggregator = "{aggregator}"
+compression = "{compression}"
+
+[privacy]
+{privacy}
 """
+
+
+def _privacy_lines(dp: str) -> str:
+    """`noise=1.0,clip=1.0,delta=1e-5` -> the [privacy] lines of node.toml."""
+    from p2pfl.gossip.spec import key_values, number
+
+    values = key_values(dp, dp)
+    unknown = set(values) - {"noise", "clip", "delta"}
+    if unknown:
+        raise UserError(f"--dp takes noise=, clip= and delta=, not {', '.join(sorted(unknown))}")
+    if values and "noise" not in values:
+        raise UserError("--dp needs noise=SIGMA")
+    return "\n".join(f"{k} = {number(f'--dp {k}', v)}" for k, v in values.items())
 
 
 def watch(folder: Path, names: list[str], procs: list, opt: DemoOptions, quiet: bool) -> None:
@@ -180,6 +202,7 @@ def summarize(folder: Path, names: list[str], opt: DemoOptions) -> dict[str, obj
             "rounds": len(rows),
             "accuracy": rows[-1]["val_accuracy"] if rows else None,
             "local_only_accuracy": local[i],
+            "epsilon": rows[-1].get("epsilon") if rows else None,
             "curve": [r["val_accuracy"] for r in rows],
         })
     accs = [h["accuracy"] for h in hospitals if h["accuracy"] is not None]
@@ -230,13 +253,16 @@ def print_table(report: dict) -> None:
 
     t = Table(title=f"{report['nodes']} hospitals, {report['dataset']} ({report['partition']}), "
               f"{report['topology']}, {report['rounds']} rounds: validation accuracy")
-    for col in ("hospital", "p2pfl (decentralized)", "local only", "centralized (pooled data)"):
+    dp = any(h["epsilon"] for h in report["hospitals"])
+    cols = ["hospital", "p2pfl (decentralized)", "local only", "centralized (pooled data)"]
+    for col in cols + (["epsilon (DP)"] if dp else []):
         t.add_column(col, justify="left" if col == "hospital" else "right")
     for h in report["hospitals"]:
+        eps = [f"{h['epsilon']:.2f}"] if dp else []
         t.add_row(h["name"], f"{h['accuracy']:.3f}", f"{h['local_only_accuracy']:.3f}",
-                  f"{report['centralized_accuracy']:.3f}")
+                  f"{report['centralized_accuracy']:.3f}", *eps)
     t.add_row("mean", f"{report['mean_accuracy']:.3f}", f"{report['mean_local_only_accuracy']:.3f}",
-              f"{report['centralized_accuracy']:.3f}", style="bold")
+              f"{report['centralized_accuracy']:.3f}", *([""] if dp else []), style="bold")
     Console().print(t)
 
 
