@@ -76,6 +76,8 @@ class Node:
         self.optimizer = make_optimizer(self.model, OptimConfig(t.optimizer, t.lr, t.momentum))
         self.state_dir = settings.path(settings.node.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        initial = flatten(self.model)  # the same at every member (same seed)
+        self.n_params = initial.numel()
         start = checkpoint.load(self.state_dir, self.model, self.optimizer)
         self.fingerprint = fingerprint(self.model)
         self.plan = BatchPlan(self.data.plan_sizes, t.batch_size, t.local_steps, seed=t.seed)
@@ -95,9 +97,7 @@ class Node:
             if self.topology.time_varying or self.aggregator.name != "mean":
                 raise UserError(f"gossip.compression {self.compression} (CHOCO) needs a static topology "
                                 "and gossip.aggregator = \"mean\"")
-            initial = build_model(settings.model.kind, self.data.n_features, self.data.n_classes,
-                                  tuple(settings.model.hidden), seed=t.seed)
-            self.choco = ChocoNode(self.compression, flatten(initial))
+            self.choco = ChocoNode(self.compression, initial)
         # After a restart every public copy is out of date: send a full one, trust none.
         self.send_full = start > 0
         self.stale: set[str] = set(self.members) if start > 0 else set()
@@ -108,9 +108,9 @@ class Node:
         self.timeouts = transfer.Timeouts(connect=min(10.0, rt), chunk=min(30.0, rt), ack=min(60.0, 2 * rt))
         # An update is this model's tensors plus a header: refuse anything much larger before
         # reading it (and never above gossip.max_update_mb).
-        tensor_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
-        self.max_bytes = min(int(g.max_update_mb * 1e6), tensor_bytes + HEADER_ALLOWANCE)
+        self.max_bytes = min(int(g.max_update_mb * 1e6), 4 * self.n_params + HEADER_ALLOWANCE)
         self.receiving: dict[str, int] = {}  # transfers in progress, per peer
+        self.wire_events: dict[int, trio.Event] = {}
         self.stats: dict[int, dict[str, float]] = {}
         self.bytes_in = self.bytes_out = 0
         self.done = trio.Event()
@@ -119,8 +119,7 @@ class Node:
         self.host = None
         self.nursery: trio.Nursery | None = None
         self.log.info("loaded", peer_id=self.self_id, index=self.index, members=len(self.members),
-                      train_rows=len(self.data.y_train),
-                      params=sum(p.numel() for p in self.model.parameters()),
+                      train_rows=len(self.data.y_train), params=self.n_params,
                       start_round=start, rounds=t.rounds, topology=g.topology)
 
     def _check_aggregator(self) -> None:
@@ -233,6 +232,7 @@ class Node:
                           metrics={"train_loss": loss}, encoding=encoding)
 
         data = await trio.to_thread.run_sync(build)
+        self._wired(action.round).set()
         for peer in action.peers:
             self.nursery.start_soon(self._send_one, peer, action.round, data)
         self.nursery.start_soon(self._deadline, action.round)
@@ -361,7 +361,7 @@ class Node:
         if update.fingerprint != self.fingerprint:
             raise InvalidMessage("model fingerprint does not match the local model's: the sender "
                                  "trains a different architecture")
-        vector = from_wire(update, self.compression, sum(p.numel() for p in self.model.parameters()))
+        vector = from_wire(update, self.compression, self.n_params)
         if self.choco is not None:
             return {update.encoding: vector}
         return unflatten(vector, self.specs)
@@ -382,8 +382,15 @@ class Node:
         self.stale.update(action.missing)  # their copy missed this round's difference
         return unflatten(self.choco.mix(flatten(action.states[0]), weights), self.specs)
 
+    def _wired(self, round: int) -> trio.Event:
+        """Set once this round's own update is built (CHOCO: own public copy updated)."""
+        for old in [r for r in self.wire_events if r < round - 1]:
+            del self.wire_events[old]
+        return self.wire_events.setdefault(round, trio.Event())
+
     async def _aggregate(self, action: Aggregate) -> None:
         if self.choco is not None:
+            await self._wired(action.round).wait()  # mix with the own copy of this round
             new, combined = await trio.to_thread.run_sync(self._choco_mix, action), True
         else:
             new, combined = await trio.to_thread.run_sync(combine, list(action.states),

@@ -41,13 +41,23 @@ class Consortium:
                 [*argv, "--config", str(self.configs[name])],
                 stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
-    def configure(self, section: str, line: str) -> None:
-        """Add `line` to `[section]` of every node's config."""
+    def configure(self, section: str, lines: str) -> None:
+        """Set `key = value` lines in `[section]` of every node's config (replacing a key that
+        is already there)."""
         for path in self.configs.values():
             text = path.read_text()
             head = f"[{section}]\n"
-            path.write_text(text.replace(head, head + line + "\n") if head in text
-                            else text + f"\n{head}{line}\n")
+            if head not in text:
+                text += f"\n{head}"
+            for line in lines.splitlines():
+                key = line.split("=")[0].strip()
+                start = text.index(head) + len(head)
+                end = text.find("\n[", start)
+                end = len(text) if end < 0 else end + 1
+                body = [b for b in text[start:end].splitlines(keepends=True)
+                        if b.split("=")[0].strip() != key]
+                text = text[:start] + line + "\n" + "".join(body) + text[end:]
+            path.write_text(text)
 
     def wait(self, *names: str, timeout: float = WAIT) -> dict[str, int]:
         """Exit codes of the named (default: all started) processes."""
