@@ -21,6 +21,7 @@ import math
 import operator
 import os
 import sys
+import warnings
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -358,7 +359,9 @@ def state_dict(update: ModelUpdate) -> dict[str, torch.Tensor]:
         if rec.nbytes == 0:
             out[rec.name] = torch.empty(rec.shape, dtype=dtype)
             continue
-        t = torch.frombuffer(rec.data, dtype=dtype).view(rec.shape)
+        with warnings.catch_warnings():  # a read-only buffer (bytes): the tensors are only read
+            warnings.filterwarnings("ignore", message="The given buffer is not writable")
+            t = torch.frombuffer(rec.data, dtype=dtype).view(rec.shape)
         if t.data_ptr() % t.element_size():  # a misaligned buffer: copy rather than risk it
             t = t.clone()
         out[rec.name] = t
