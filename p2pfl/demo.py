@@ -189,6 +189,8 @@ def watch(folder: Path, names: list[str], procs: list, opt: DemoOptions, quiet: 
             time.sleep(0.5)
         if not quiet:
             live.update(table(), refresh=True)
+    if not quiet:
+        console.print()
 
 
 def summarize(folder: Path, names: list[str], opt: DemoOptions) -> dict[str, object]:
