@@ -17,33 +17,29 @@ import torch
 import trio
 
 from p2pfl.errors import UserError
-from p2pfl.gossip.combine import combine
-from p2pfl.gossip.compression import ChocoNode, Encoded, parse_compression
-from p2pfl.gossip.compression import encode as encode_vector
+from p2pfl.gossip.compression import parse_compression
 from p2pfl.gossip.robust import parse_aggregator
 from p2pfl.gossip.topology import build_topology
 from p2pfl.learning.batches import BatchPlan
 from p2pfl.learning.local import load_local
 from p2pfl.learning.models import build_model
-from p2pfl.learning.params import fingerprint, flatten, param_specs, unflatten
+from p2pfl.learning.params import fingerprint, flatten, param_specs
 from p2pfl.learning.privacy import dp_train_steps, epsilon
 from p2pfl.learning.trainer import OptimConfig, accuracy, make_optimizer, train_steps
 from p2pfl.net import checkpoint, transfer
 from p2pfl.net.eventlog import EventLog
 from p2pfl.net.host import PROTOCOL, make_host, multiaddrs, peer_id, quiet_libp2p_logs
 from p2pfl.net.settings import NodeSettings
-from p2pfl.protocol.checks import check_against
 from p2pfl.protocol.codec import decode, encode
-from p2pfl.protocol.compressed import FULL, from_wire, full_wire, to_wire
 from p2pfl.protocol.identity import load_key, peer_id_of
 from p2pfl.protocol.messages import InvalidMessage
+from p2pfl.protocol.payload import UpdateFormat
 from p2pfl.protocol.roster import Roster, load_roster
 from p2pfl.protocol.rounds import Aggregate, Checkpoint, Done, Reject, RoundMachine, Send, Train
 
 RETRY_PAUSE = 0.5  # seconds between delivery attempts to a peer that is not reachable yet
 HEADER_ALLOWANCE = 1 << 20  # bytes an update may carry beyond its raw tensors
 MAX_INBOUND = 3  # concurrent transfers per peer (rounds t .. t + max_ahead): bounds memory
-FULL_EVERY = 20  # with CHOCO, every this many rounds a node sends its full public copy
 
 
 class Node:
@@ -91,19 +87,12 @@ class Node:
                 raise UserError(f"{t.rounds} rounds of DP-SGD with noise {self.privacy.noise} would spend "
                                 f"epsilon {planned:.2f} > privacy.max_epsilon {self.privacy.max_epsilon}")
         self.specs = param_specs(self.model)
-        self.compression = parse_compression(g.compression)
-        self.choco: ChocoNode | None = None
-        if self.compression.choco:
-            if self.topology.time_varying or self.aggregator.name != "mean":
-                raise UserError(f"gossip.compression {self.compression} (CHOCO) needs a static topology "
-                                "and gossip.aggregator = \"mean\"")
-            self.choco = ChocoNode(self.compression, initial)
-        # After a restart every public copy is out of date: send a full one, trust none.
-        self.send_full = start > 0
-        self.stale: set[str] = set(self.members) if start > 0 else set()
+        self.format = UpdateFormat(self.specs, self.fingerprint, parse_compression(g.compression),
+                                   self.aggregator, initial, self.members, restarted=start > 0,
+                                   static=not self.topology.time_varying)
         self.machine = RoundMachine(self.self_id, self.members, self.topology, self.specs,
                                     self._params(), start_round=start, rounds=t.rounds,
-                                    validate=self._validate, catch_up=self.choco is None)
+                                    validate=self.format.incoming, catch_up=self.format.choco is None)
         rt = g.round_timeout
         self.timeouts = transfer.Timeouts(connect=min(10.0, rt), chunk=min(30.0, rt), ack=min(60.0, 2 * rt))
         # An update is this model's tensors plus a header: refuse anything much larger before
@@ -226,7 +215,7 @@ class Node:
         loss = self.stats.get(action.round, {}).get("train_loss", float("nan"))
 
         def build():
-            tensors, encoding = self._wire(action.round, action.params)
+            tensors, encoding = self.format.outgoing(action.round, action.params)
             return encode(self.key, round=action.round, fingerprint=self.fingerprint,
                           num_samples=len(self.data.y_train), weight=1.0, tensors=tensors,
                           metrics={"train_loss": loss}, encoding=encoding)
@@ -340,48 +329,6 @@ class Node:
             return f"not an in-neighbour in round {round}"
         return None
 
-    def _wire(self, round: int, params: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
-        """What goes on the wire for this round's model: the tensors and their encoding."""
-        c = self.compression
-        if c.name == "none":
-            return params, "dense"
-        flat = flatten(params)
-        if self.choco is None:
-            return to_wire(encode_vector(c, flat)), str(c)
-        q = self.choco.message(flat)  # updates this node's public copy either way
-        if self.send_full or (round > 0 and round % FULL_EVERY == 0):
-            self.send_full = False
-            return full_wire(self.choco.x_hat), FULL
-        return to_wire(q), str(c)
-
-    def _validate(self, update) -> dict[str, torch.Tensor]:
-        """A received update as tensors to combine (the round machine's check)."""
-        if self.compression.name == "none":
-            return check_against(update, self.specs)
-        if update.fingerprint != self.fingerprint:
-            raise InvalidMessage("model fingerprint does not match the local model's: the sender "
-                                 "trains a different architecture")
-        vector = from_wire(update, self.compression, self.n_params)
-        if self.choco is not None:
-            return {update.encoding: vector}
-        return unflatten(vector, self.specs)
-
-    def _choco_mix(self, action: Aggregate) -> dict[str, torch.Tensor]:
-        """CHOCO-Gossip step: update the neighbours' public copies, then move towards them."""
-        assert self.choco is not None
-        weights = {}
-        for sender, state, w in zip(action.senders, action.states[1:], action.weights[1:], strict=True):
-            (encoding, vector), = state.items()
-            if encoding == FULL:
-                self.choco.reset(sender, vector)
-                self.stale.discard(sender)
-            elif sender not in self.stale:
-                self.choco.receive(sender, Encoded("none", vector.numel(), vector))
-            if sender not in self.stale:
-                weights[sender] = w
-        self.stale.update(action.missing)  # their copy missed this round's difference
-        return unflatten(self.choco.mix(flatten(action.states[0]), weights), self.specs)
-
     def _wired(self, round: int) -> trio.Event:
         """Set once this round's own update is built (CHOCO: own public copy updated)."""
         for old in [r for r in self.wire_events if r < round - 1]:
@@ -389,12 +336,8 @@ class Node:
         return self.wire_events.setdefault(round, trio.Event())
 
     async def _aggregate(self, action: Aggregate) -> None:
-        if self.choco is not None:
-            await self._wired(action.round).wait()  # mix with the own copy of this round
-            new, combined = await trio.to_thread.run_sync(self._choco_mix, action), True
-        else:
-            new, combined = await trio.to_thread.run_sync(combine, list(action.states),
-                                                          list(action.weights), self.aggregator)
+        await self._wired(action.round).wait()  # CHOCO mixes with this round's own public copy
+        new, combined = await trio.to_thread.run_sync(self.format.combine, action)
         if not combined:
             self.log.warn("too_few_updates", round=action.round, arrived=len(action.states) - 1,
                           aggregator=str(self.aggregator), action="kept own model")
