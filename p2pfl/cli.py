@@ -70,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--baseline", help="none, centralized or local")
     s.add_argument("--eval-every", type=int)
     s.add_argument("--allow-disconnected", action="store_true", default=None)
+    s.add_argument("--aggregator", help="mean (default), trimmed_mean[:b=B], median, "
+                   "clipped[:delta=D or :tau=T]")
+    s.add_argument("--compression", help="none (default), topk[:fraction=F,gamma=G], "
+                   "int8[:chunk=C,rounding=R], float16")
+    s.add_argument("--dp", metavar="noise=SIGMA,clip=C[,delta=D]", help="DP-SGD in local training")
+    s.add_argument("--dropout", type=float, metavar="P", help="chance a node is offline each round")
+    s.add_argument("--stragglers", type=float, metavar="P", help="chance a node's update is late each round")
+    s.add_argument("--message-loss", type=float, metavar="P", help="chance each message is lost")
+    s.add_argument("--attack", metavar="NAME:FRACTION",
+                   help="Byzantine members: sign_flip, gaussian, label_flip or alie, e.g. sign_flip:0.2")
     s.add_argument("--out", help="folder for metrics.csv, config.json and convergence.png")
     s.add_argument("--json", action="store_true", help="print one JSON summary to stdout")
     s.set_defaults(func=_cmd_simulate)
@@ -107,6 +117,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--dataset", default="breast_cancer")
     d.add_argument("--topology", default="ring")
     d.add_argument("--partition", default="dirichlet:0.5", help="how the data is split (non-IID)")
+    d.add_argument("--aggregator", default="mean", help="mean, trimmed_mean:b=1, median or clipped")
+    d.add_argument("--compression", default="none", help="none, float16, int8 or topk:fraction=F")
+    d.add_argument("--dp", default="", metavar="noise=SIGMA,clip=C[,delta=D]",
+                   help="DP-SGD at every hospital; the table shows each one's epsilon")
     d.add_argument("--dir", type=Path, help="working folder (default: a new temporary folder)")
     d.add_argument("--json", action="store_true", help="print the per-hospital figures as JSON")
     d.set_defaults(func=_cmd_demo)
@@ -150,7 +164,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     return run_demo(DemoOptions(nodes=args.nodes, rounds=args.rounds, dataset=args.dataset,
                                 topology=args.topology, partition=args.partition, folder=args.dir,
-                                json=args.json))
+                                json=args.json, aggregator=args.aggregator,
+                                compression=args.compression, dp=args.dp))
 
 
 def _cmd_topology(args: argparse.Namespace) -> int:
@@ -265,3 +280,10 @@ def _print_result(result) -> None:
     console.print(table)
     console.print(f"spectral gap {result.spectral_gap:.4g}, {result.n_params} parameters, "
                   f"{result.wall_seconds:.1f} s")
+    main = result.main
+    if main.epsilon is not None:
+        console.print(f"differential privacy: epsilon {main.epsilon:.3g} at delta {main.delta:g} "
+                      "(largest over nodes)")
+    if main.byzantine:
+        console.print(f"Byzantine nodes {main.byzantine} ({cfg.attack}); "
+                      "accuracies are over the honest nodes")

@@ -66,7 +66,8 @@ def test_quick_topologies_from_the_cli(tmp_path, capsys):
     assert (out / "results.csv").read_bytes() == before
 
 
-@pytest.mark.parametrize("name", ["spectral", "epidemic", "hospitals"])
+@pytest.mark.parametrize("name", ["spectral", "epidemic", "hospitals", "byzantine", "compression", "churn",
+                                  "privacy"])
 def test_every_experiment_file_runs_quick(name, tmp_path, capsys):
     out = tmp_path / name
     assert main(["experiment", str(SIMULATIONS / f"{name}.toml"), "--quick", "--out", str(out)]) == 0

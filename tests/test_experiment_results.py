@@ -15,6 +15,10 @@ EXPERIMENTS = {
     "spectral": ["predicted_vs_measured.png"],
     "epidemic": ["accuracy.png", "consensus.png", "accuracy_vs_mb.png"],
     "hospitals": ["accuracy.png", "consensus.png", "accuracy_vs_mb.png"],
+    "byzantine": ["accuracy.png", "consensus.png", "accuracy_vs_mb.png"],
+    "compression": ["accuracy.png", "consensus.png", "accuracy_vs_mb.png"],
+    "churn": ["accuracy.png", "consensus.png", "accuracy_vs_mb.png"],
+    "privacy": ["accuracy.png", "consensus.png", "accuracy_vs_mb.png"],
 }
 
 

@@ -20,6 +20,9 @@ BASELINE_STYLE = {"centralized": {"color": "black", "linestyle": "--"},
                   "local": {"color": "0.5", "linestyle": ":"}}
 
 
+MAX_COLUMNS = 4  # panels per row of a figure
+
+
 def write_plots(exp: Experiment, plan: list[PlannedRun], folder: Path) -> list[Path]:
     """Draw the experiment's PNG files into its results folder; returns their paths."""
     import matplotlib
@@ -69,12 +72,12 @@ def _panels(exp: Experiment, table: list[Group], curves: dict[str, dict[str, lis
 
     panels = list(dict.fromkeys(g.panel for g in table))
     ncols = len(exp.grid[exp.panel_keys[-1]]) if exp.panel_keys else 1
-    ncols = max(1, min(ncols, len(panels)))
+    ncols = max(1, min(ncols, len(panels), MAX_COLUMNS))
     nrows = max(1, math.ceil(len(panels) / ncols))
     series = list(dict.fromkeys(g.series for g in table))
-    legend_cols = min(len(series), 5)
+    legend_cols = min(len(series), 5 if ncols > 1 else 3)  # a single panel: a narrower legend
     top = 0.55 + 0.28 * math.ceil(len(series) / max(legend_cols, 1))  # inches for title and legend
-    width, height = 4.3 * ncols + 0.6, 3.2 * nrows + top
+    width, height = max(4.3 * ncols + 0.6, 7.5), 3.2 * nrows + top
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False)
     colors = _colors([s for s in series if s not in BASELINE_STYLE])
     handles: dict[str, object] = {}

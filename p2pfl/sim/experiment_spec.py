@@ -18,6 +18,8 @@ rounds = 20
 
 A grid element that is a table sets several keys at once. Grid keys whose elements only set
 network keys (topology, param, mixing) are the *network* keys: baselines do not depend on them.
+`lines = ["aggregator"]` names the grid keys that make the lines of the plots (and the series
+column of the tables) instead, e.g. to compare aggregators in one panel per attack.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from p2pfl.errors import UserError
-from p2pfl.sim.settings import SimConfig, check_sim_table
+from p2pfl.sim.settings import ROBUSTNESS_DEFAULTS, SimConfig, check_sim_table
 from p2pfl.tomlio import read_toml
 
 KINDS = ("train", "consensus")
 BASELINE_NAMES = ("centralized", "local")
 NETWORK_KEYS = frozenset({"topology", "param", "mixing", "allow_disconnected"})
-META_KEYS = ("name", "description", "kind", "seeds", "baselines", "columns", "target", "grid", "quick")
+META_KEYS = ("name", "description", "kind", "seeds", "baselines", "columns", "target", "grid", "quick",
+             "lines")
 DEFAULT_COLUMNS = {
     "train": ["averaged_model_accuracy", "mean_local_accuracy", "min_local_accuracy", "rounds_to_target",
               "consensus_distance", "mb_sent_per_node"],
@@ -70,10 +73,13 @@ class Experiment:
     target: float = 0.95
     description: str = ""
     quick: bool = False
+    lines: list[str] | None = None  # grid keys that make the lines (default: the network keys)
 
     @property
     def network_keys(self) -> list[str]:
-        """Grid keys whose values only change the network (the lines of a plot)."""
+        """Grid keys that make the lines of a plot: `lines`, else those that only change the network."""
+        if self.lines is not None:
+            return [k for k in self.grid if k in self.lines]
         return [k for k, vals in self.grid.items() if all(set(v.settings) <= NETWORK_KEYS for v in vals)]
 
     @property
@@ -149,9 +155,12 @@ def load_experiment(path: Path, quick: bool = False) -> Experiment:
     description = meta.get("description", "")
     if not isinstance(name, str) or not isinstance(description, str):
         raise UserError(f"{where}: name and description must be strings")
+    lines = meta.get("lines")
+    if lines is not None and (not isinstance(lines, list) or any(k not in grid for k in lines)):
+        raise UserError(f"{where}: lines must be a list of [grid] keys, got {lines!r}")
     return Experiment(name=name, path=path, kind=kind, fixed=fixed, grid=grid, seeds=[int(s) for s in seeds],
                       baselines=list(baselines), columns=list(columns), target=float(target),
-                      description=description.strip(), quick=quick)
+                      description=description.strip(), quick=quick, lines=lines)
 
 
 def plan_runs(exp: Experiment) -> list[PlannedRun]:
@@ -173,6 +182,9 @@ def run_key(kind: str, run: str, cfg: SimConfig) -> str:
     """A stable 16-hex-digit key of everything that determines a run's result."""
     settings = cfg.to_dict()
     settings.pop("out", None)
+    for key, default in ROBUSTNESS_DEFAULTS.items():
+        if settings.get(key) == default:
+            settings.pop(key)
     blob = json.dumps({"kind": kind, "run": run, "config": settings}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

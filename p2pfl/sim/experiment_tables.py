@@ -38,6 +38,7 @@ COLUMNS = {
     "rounds_to_target": Column("rounds to {target} of centralized", ".0f"),
     "consensus_distance": Column("consensus distance", ".2e"),
     "mb_sent_per_node": Column("MB sent per node", ".3g"),
+    "epsilon": Column("epsilon", ".3g"),
     "spectral_gap": Column("spectral gap", ".4f"),
     "predicted_rounds": Column("predicted rounds ln(1000)/gap", ".1f"),
     "measured_rounds": Column("measured rounds", ".1f"),

@@ -17,15 +17,20 @@ from torch import nn
 
 from p2pfl.learning.batches import Step
 from p2pfl.learning.params import flatten, load_flat
+from p2pfl.learning.privacy import dp_train_steps
 from p2pfl.learning.trainer import OptimConfig, make_optimizer, train_steps
 from p2pfl.sim.data import NodeData
+from p2pfl.sim.options import DpSettings
 
 
 class ReferenceEngine:
     """N torch modules with N torch.optim optimizers."""
 
-    def __init__(self, model: nn.Module, data: NodeData, opt: OptimConfig, init: torch.Tensor):
+    def __init__(self, model: nn.Module, data: NodeData, opt: OptimConfig, init: torch.Tensor,
+                 dp: DpSettings | None = None, seed: int = 0):
         self.data = data
+        self.dp = dp
+        self.generator = torch.Generator().manual_seed(seed * 7919 + 0xD9)
         self.models = []
         self.optimizers = []
         for _ in range(data.nodes):
@@ -44,7 +49,11 @@ class ReferenceEngine:
                 rows = step.index[k] if step.valid is None else step.index[k][step.valid[k]]
                 if len(rows):
                     batches.append(rows)
-            losses[k] = train_steps(model, optimizer, x, y, batches)
+            if self.dp is None:
+                losses[k] = train_steps(model, optimizer, x, y, batches)
+            else:
+                losses[k] = dp_train_steps(model, optimizer, x, y, batches, self.dp.clip, self.dp.noise,
+                                           self.generator)
         return losses
 
     def mix(self, w: sp.csr_matrix) -> None:
@@ -60,3 +69,8 @@ class ReferenceEngine:
     def params(self) -> torch.Tensor:
         """Parameters of all nodes as an [N, P] tensor."""
         return torch.stack([flatten(m) for m in self.models])
+
+    def set_params(self, flat: torch.Tensor) -> None:
+        """Replace the parameters of all nodes ([N, P]); optimizer state stays."""
+        for model, row in zip(self.models, flat, strict=True):
+            load_flat(model, row)

@@ -23,7 +23,13 @@ def summary(result: SimResult) -> dict[str, object]:
         "wall_seconds": round(result.wall_seconds, 3),
         "final": result.main.final,
         "mb_sent_per_node": result.main.rows[-1]["mb_sent_per_node"] if result.main.rows else 0.0,
+        "bytes_sent_per_node": result.main.bytes_sent_per_node,
     }
+    if result.main.epsilon is not None:
+        out["epsilon"] = result.main.epsilon
+        out["delta"] = result.main.delta
+    if result.main.byzantine:
+        out["byzantine_nodes"] = result.main.byzantine
     for run in result.runs[1:]:
         out["baseline"] = {"name": run.name, "final": run.final}
     return out

@@ -13,14 +13,19 @@ import torch
 
 from p2pfl.errors import UserError
 from p2pfl.gossip.topology import Topology, build_topology
-from p2pfl.learning.batches import BatchPlan
+from p2pfl.learning.batches import BatchPlan, Step
 from p2pfl.learning.datasets import Dataset, load_dataset
 from p2pfl.learning.models import build_model, parse_hidden
 from p2pfl.learning.params import flatten, num_params
 from p2pfl.learning.partition import partition
 from p2pfl.learning.trainer import OptimConfig
+from p2pfl.sim.attacks import byzantine_nodes, flip_labels
 from p2pfl.sim.data import NodeData
+from p2pfl.sim.exchange import Exchange
+from p2pfl.sim.faults import RoundFaults
 from p2pfl.sim.metrics import consensus_distance, node_accuracies
+from p2pfl.sim.options import Robustness, check_against_topology, parse_robustness
+from p2pfl.sim.privacy_budget import PrivacyBudget
 from p2pfl.sim.reference import ReferenceEngine
 from p2pfl.sim.settings import BASELINES, ENGINES, SimConfig
 from p2pfl.sim.vectorized import VectorizedEngine
@@ -43,6 +48,10 @@ class RunResult:
 
     name: str
     rows: list[dict[str, float]] = field(default_factory=list)
+    bytes_sent_per_node: float = 0.0  # mean payload bytes a node sent, over the whole run
+    epsilon: float | None = None  # DP: max over nodes of their epsilon at `delta`
+    delta: float | None = None
+    byzantine: list[int] = field(default_factory=list)  # malicious nodes (excluded from metrics)
 
     @property
     def final(self) -> dict[str, float]:
@@ -78,6 +87,7 @@ def validate(cfg: SimConfig) -> None:
     for key in ("local_steps", "local_epochs"):
         if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
             raise UserError(f"--{key.replace('_', '-')} must be at least 1")
+    parse_robustness(cfg)
 
 
 def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
@@ -89,6 +99,7 @@ def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
             f"topology {cfg.topology} with {cfg.nodes} nodes is disconnected; "
             "pass --allow-disconnected to simulate it anyway"
         )
+    check_against_topology(parse_robustness(cfg), topo)
     ds = load_dataset(cfg.dataset, seed=cfg.seed, label_column=cfg.label_column,
                       site_column=cfg.site_column, nodes=cfg.nodes)
     part = partition(cfg.partition, ds.y_train, cfg.nodes, seed=cfg.seed,
@@ -104,13 +115,14 @@ def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bo
     model = build_model(cfg.model, ds.n_features, ds.n_classes, parse_hidden(cfg.hidden), cfg.seed)
     opt = OptimConfig(name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
     gap = topo.spectral_gap()
-    runs = [_run("decentralized", cfg, model, opt, data, topo, progress)] if decentralized else []
+    opts = parse_robustness(cfg)
+    runs = [_run("decentralized", cfg, model, opt, data, topo, progress, opts=opts)] if decentralized else []
     if cfg.baseline == "local":
-        runs.append(_run("local", cfg, model, opt, data, None, progress))
+        runs.append(_run("local", cfg, model, opt, data, None, progress, opts=opts))
     elif cfg.baseline == "centralized":
         pooled = data.pooled()
         runs.append(_run("centralized", cfg, model, opt, pooled, None, progress,
-                         batch_size=min(cfg.batch_size * cfg.nodes, len(pooled.y))))
+                         batch_size=min(cfg.batch_size * cfg.nodes, len(pooled.y)), opts=opts))
     return SimResult(cfg, gap, num_params(model), runs, time.perf_counter() - start)
 
 
@@ -123,29 +135,70 @@ def _run(
     topo: Topology | None,
     progress: Progress | None,
     batch_size: int | None = None,
+    opts: Robustness | None = None,
 ) -> RunResult:
-    """One run: `topo` None means no communication (local baseline, or a single node)."""
+    """One run: `topo` None means no communication (local baseline, or a single node).
+
+    DP-SGD (`opts.dp`) applies to every run; attacks and faults only to runs that communicate.
+    """
+    opts = opts or parse_robustness(cfg)
+    bad = np.zeros(data.nodes, dtype=bool)
+    if topo is not None and opts.attack is not None:
+        bad = byzantine_nodes(data.nodes, opts.attack.fraction, cfg.seed)
+        if opts.attack.name == "label_flip":
+            data = flip_labels(data, bad)
+    honest = torch.from_numpy(np.flatnonzero(~bad))
     engine_cls = VectorizedEngine if cfg.engine == "vectorized" else ReferenceEngine
-    engine = engine_cls(model, data, opt, flatten(model))
-    plan = BatchPlan(data.sizes, batch_size or cfg.batch_size,
-                     None if cfg.local_epochs else (cfg.local_steps or 1), cfg.local_epochs, cfg.seed)
+    engine = engine_cls(model, data, opt, flatten(model), dp=opts.dp, seed=cfg.seed)
+    batch = batch_size or cfg.batch_size
+    plan = BatchPlan(data.sizes, batch, None if cfg.local_epochs else (cfg.local_steps or 1),
+                     cfg.local_epochs, cfg.seed)
     p = num_params(model)
-    result = RunResult(name)
+    result = RunResult(name, byzantine=[int(k) for k in np.flatnonzero(bad)])
+    budget = None if opts.dp is None else PrivacyBudget(opts.dp, data.sizes, batch)
+    exchange = None if topo is None or opts.plain else Exchange(opts, engine.params(), bad, cfg.seed)
     n_test = len(data.y_test)
     rng = np.random.default_rng([cfg.seed, 0xE7A1])
     subset = torch.from_numpy(np.sort(rng.choice(n_test, min(n_test, MAX_EVAL_ROWS), replace=False)))
     sent = 0.0
     for t in range(cfg.rounds):
-        losses = engine.local_round(plan.round(t))
+        faults = None if exchange is None else exchange.draw_faults(data.nodes)
+        steps = plan.round(t) if faults is None else _offline_skip(plan.round(t), faults)
+        if budget is not None:
+            budget.add(steps)
+        losses = engine.local_round(steps)
         if topo is not None:
             w = topo.mixing(t)
-            engine.mix(w)
-            sent += _bytes_per_node(w, p)
+            if exchange is None:
+                engine.mix(w)
+                sent += _bytes_per_node(w, p)
+            else:
+                new, sent_now = exchange.step(engine.params(), w, faults)
+                engine.set_params(new)
+                sent += sent_now
         if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
-            result.rows.append(_metrics(t + 1, model, engine.params(), data, subset, losses, sent))
+            flat = engine.params()
+            row = _metrics(t + 1, model, flat if not bad.any() else flat[honest], data, subset,
+                           losses if not bad.any() else losses[~bad], sent)
+            if budget is not None:
+                row["epsilon"] = budget.epsilon()
+            result.rows.append(row)
         if progress is not None:
             progress(f"{name} rounds", t + 1, cfg.rounds)
+    result.bytes_sent_per_node = sent
+    if budget is not None:
+        result.epsilon, result.delta = budget.epsilon(), opts.dp.delta  # type: ignore[union-attr]
     return result
+
+
+def _offline_skip(steps: list[Step], faults: RoundFaults) -> list[Step]:
+    """The steps with every row of the offline nodes marked invalid (they do not train)."""
+    online = faults.online[:, None]
+    out = []
+    for s in steps:
+        valid = online if s.valid is None else s.valid & online
+        out.append(Step(s.index, np.broadcast_to(valid, s.index.shape).copy()))
+    return out
 
 
 def _bytes_per_node(w: sp.csr_matrix, n_params: int) -> float:

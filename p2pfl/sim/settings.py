@@ -12,6 +12,13 @@ from p2pfl.tomlio import describe, matches
 ENGINES = ("vectorized", "reference")
 BASELINES = ("none", "centralized", "local")
 
+# Robustness settings (issue 6) and their defaults: a run at these defaults is the plain D-PSGD
+# run of before, and its experiment key leaves them out (so earlier committed results stay valid).
+ROBUSTNESS_DEFAULTS: dict[str, object] = {
+    "aggregator": "mean", "compression": "none", "dp": None, "dropout": 0.0, "stragglers": 0.0,
+    "message_loss": 0.0, "attack": None,
+}
+
 
 @dataclass
 class SimConfig:
@@ -39,6 +46,13 @@ class SimConfig:
     label_column: str = "label"
     site_column: str | None = None
     allow_disconnected: bool = False
+    aggregator: str = "mean"  # mean, trimmed_mean[:b=B], median, clipped[:delta=D|:tau=T]
+    compression: str = "none"  # none, topk[:fraction=F,gamma=G], int8[:...], float16
+    dp: str | None = None  # "noise=SIGMA,clip=C[,delta=D]" (DP-SGD), or None / "none"
+    dropout: float = 0.0  # chance a node is offline in a round
+    stragglers: float = 0.0  # chance a node's update misses the round's deadline
+    message_loss: float = 0.0  # chance a message is lost
+    attack: str | None = None  # "NAME:FRACTION" (sign_flip, gaussian, label_flip, alie), or None / "none"
     out: str | None = None
 
     def to_dict(self) -> dict[str, object]:

@@ -19,17 +19,23 @@ from torch.func import functional_call, vmap
 from p2pfl.gossip.mixing import to_torch
 from p2pfl.learning.batches import Step
 from p2pfl.learning.params import param_specs, unflatten
+from p2pfl.learning.privacy import dp_gradients_stacked
 from p2pfl.learning.trainer import OptimConfig
 from p2pfl.sim.data import NodeData
+from p2pfl.sim.options import DpSettings
 
 CHUNK = 1024  # nodes per block in local training
+DP_CHUNK = 32  # nodes per block of per-example gradients (DP-SGD holds [n, B, P])
 
 
 class VectorizedEngine:
     """Stacked parameters and optimizer state of N nodes."""
 
-    def __init__(self, model: nn.Module, data: NodeData, opt: OptimConfig, init: torch.Tensor):
+    def __init__(self, model: nn.Module, data: NodeData, opt: OptimConfig, init: torch.Tensor,
+                 dp: DpSettings | None = None, seed: int = 0):
         self.model = model
+        self.dp = dp
+        self.generator = torch.Generator().manual_seed(seed * 7919 + 0xD9)
         self.data = data
         self.opt = opt
         self.specs = param_specs(model)
@@ -71,16 +77,33 @@ class VectorizedEngine:
             for a in range(0, n, CHUNK):
                 sl = slice(a, min(n, a + CHUNK))
                 v = None if valid is None else valid[sl]
-                flat = self.flat[sl].detach().requires_grad_(True)
                 r = rows[sl]
-                per_node = self.node_losses(flat, self.data.x[r], self.data.y[r], v)
-                (grad,) = torch.autograd.grad(per_node.sum(), flat)
+                if self.dp is None:
+                    flat = self.flat[sl].detach().requires_grad_(True)
+                    per_node = self.node_losses(flat, self.data.x[r], self.data.y[r], v)
+                    (grad,) = torch.autograd.grad(per_node.sum(), flat)
+                else:
+                    grad, per_node = self._dp_gradients(self.flat[sl], self.data.x[r], self.data.y[r], v)
                 active = None if v is None else v.any(dim=1)
                 self._step(sl, grad, active)
                 mask = 1.0 if active is None else active.to(total.dtype)
                 total[sl] += per_node.detach().double() * mask
                 taken[sl] += mask
         return (total / taken).numpy() if len(steps) else np.full(n, np.nan)
+
+    def _dp_gradients(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                      valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """DP-SGD gradients [n, P] and mean losses [n] of a block, DP_CHUNK nodes at a time."""
+        assert self.dp is not None
+        grads, losses = [], []
+        for a in range(0, flat.shape[0], DP_CHUNK):
+            sl = slice(a, a + DP_CHUNK)
+            g, loss = dp_gradients_stacked(self.model, flat[sl], x[sl], y[sl],
+                                           None if valid is None else valid[sl],
+                                           self.dp.clip, self.dp.noise, self.generator)
+            grads.append(g)
+            losses.append(loss)
+        return torch.cat(grads), torch.cat(losses)
 
     @torch.no_grad()
     def _step(self, sl: slice, grad: torch.Tensor, active: torch.Tensor | None) -> None:
@@ -123,3 +146,7 @@ class VectorizedEngine:
     def params(self) -> torch.Tensor:
         """Parameters of all nodes as an [N, P] tensor."""
         return self.flat
+
+    def set_params(self, flat: torch.Tensor) -> None:
+        """Replace the parameters of all nodes ([N, P]); optimizer state stays."""
+        self.flat = flat.detach().contiguous()

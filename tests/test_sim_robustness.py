@@ -1,0 +1,160 @@
+"""Simulator robustness (issue 6): attacks, robust aggregation, compression bytes, faults, DP."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from p2pfl.cli import main
+from p2pfl.gossip.compression import encoded_bytes, parse_compression
+from p2pfl.sim.attacks import byzantine_nodes
+from p2pfl.sim.report import summary
+from p2pfl.sim.runner import simulate
+from p2pfl.sim.settings import SimConfig
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: these small runs are 20x slower when threads fight over shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+DIGITS = dict(dataset="digits", nodes=16, topology="exponential", rounds=50, eval_every=50, seed=1)
+
+
+def final(**kw) -> float:
+    return simulate(SimConfig(**{**DIGITS, **kw})).main.final["mean_local_accuracy"]
+
+
+def test_sign_flip_breaks_averaging_but_not_robust_aggregators():
+    # seed 1: clean 0.947; sign flip 20% (3 of 16): mean 0.100, trimmed mean b=3 0.938,
+    # clipped delta=0.5 0.939. On degree 7, trimmed_mean:b=3 keeps the two middle values.
+    clean = final()
+    attacked_mean = final(attack="sign_flip:0.2")
+    trimmed = final(attack="sign_flip:0.2", aggregator="trimmed_mean:b=3")
+    clipped = final(attack="sign_flip:0.2", aggregator="clipped:delta=0.5")
+    assert clean > 0.9
+    assert clean - attacked_mean > 0.20
+    assert clean - trimmed < 0.03
+    assert clean - clipped < 0.03
+
+
+def test_attackers_are_chosen_by_seed_and_left_out_of_metrics():
+    bad = byzantine_nodes(16, 0.2, seed=1)
+    assert bad.sum() == 3
+    assert np.array_equal(bad, byzantine_nodes(16, 0.2, seed=1))
+    result = simulate(SimConfig(**{**DIGITS, "rounds": 2, "attack": "gaussian:0.2"}))
+    assert result.main.byzantine == [int(k) for k in np.flatnonzero(bad)]
+    assert summary(result)["byzantine_nodes"] == result.main.byzantine
+
+
+@pytest.mark.parametrize("attack", ["gaussian:0.2", "label_flip:0.2", "alie:0.2"])
+def test_every_attack_runs_in_both_engines(attack):
+    cfg = dict(DIGITS, nodes=8, rounds=2, attack=attack, aggregator="median")
+    a = simulate(SimConfig(**cfg)).main.final["mean_local_accuracy"]
+    b = simulate(SimConfig(**cfg, engine="reference")).main.final["mean_local_accuracy"]
+    assert 0 <= a <= 1 and 0 <= b <= 1
+
+
+def test_topk_bytes_are_counted_from_encoded_messages():
+    p = 2410  # digits MLP, 32 hidden
+    dense = simulate(SimConfig(**{**DIGITS, "rounds": 3})).main.bytes_sent_per_node
+    sparse = simulate(SimConfig(**{**DIGITS, "rounds": 3, "compression": "topk:fraction=0.01"}))
+    messages_per_node = 7 * 3  # degree 7, 3 rounds
+    assert dense == messages_per_node * 4 * p
+    assert sparse.main.bytes_sent_per_node == messages_per_node * encoded_bytes(parse_compression("topk"), p)
+    assert 45 < dense / sparse.main.bytes_sent_per_node < 55  # 8 bytes x 1% of values vs 4 bytes x all
+    assert summary(sparse)["bytes_sent_per_node"] == sparse.main.bytes_sent_per_node
+
+
+def test_int8_sends_a_quarter_and_still_learns():
+    result = simulate(SimConfig(**{**DIGITS, "compression": "int8"}))
+    assert result.main.bytes_sent_per_node == 50 * 7 * (2410 + 4 * 10)
+    assert result.main.final["mean_local_accuracy"] > 0.9
+
+
+def test_thirty_percent_dropout_still_converges():
+    clean = final()
+    churn = simulate(SimConfig(**{**DIGITS, "dropout": 0.3}))
+    assert churn.main.final["mean_local_accuracy"] > clean - 0.03
+    assert churn.main.final["consensus_distance"] < 0.1
+    # offline nodes neither send nor receive: fewer bytes than the full run
+    assert churn.main.bytes_sent_per_node < 0.6 * 50 * 7 * 4 * 2410
+
+
+def test_stragglers_and_message_loss_are_seeded():
+    cfg = SimConfig(**{**DIGITS, "rounds": 5, "stragglers": 0.2, "message_loss": 0.2})
+    a, b = simulate(cfg).main, simulate(cfg).main
+    assert a.rows == b.rows
+    assert a.bytes_sent_per_node == 5 * 7 * 4 * 2410  # late and lost messages were still sent
+    assert a.rows[-1]["consensus_distance"] > 0
+
+
+def test_dp_reports_epsilon_and_more_noise_spends_less():
+    low = simulate(SimConfig(**{**DIGITS, "rounds": 5, "dp": "noise=0.8,clip=1.0"}))
+    high = simulate(SimConfig(**{**DIGITS, "rounds": 5, "dp": "noise=2.0,clip=1.0,delta=1e-6"}))
+    assert 0 < high.main.epsilon < low.main.epsilon
+    out = summary(high)
+    assert out["epsilon"] == high.main.epsilon and out["delta"] == 1e-6
+    assert "epsilon" in high.main.rows[-1]
+
+
+def test_dp_reference_engine_matches_the_accounting():
+    cfg = dict(DIGITS, nodes=4, rounds=2, dp="noise=1.0,clip=1.0")
+    vec = simulate(SimConfig(**cfg)).main
+    ref = simulate(SimConfig(**cfg, engine="reference")).main
+    assert vec.epsilon == ref.epsilon > 0
+
+
+def test_defaults_keep_the_plain_run():
+    a = simulate(SimConfig(**{**DIGITS, "rounds": 3}))
+    b = simulate(SimConfig(**{**DIGITS, "rounds": 3, "aggregator": "mean", "compression": "none",
+                              "dropout": 0.0}))
+    assert a.main.rows == b.main.rows
+    assert "epsilon" not in summary(a)
+
+
+def test_robust_aggregation_agrees_with_mean_when_nobody_attacks():
+    a = simulate(SimConfig(**{**DIGITS, "rounds": 3, "aggregator": "clipped:tau=1e9"})).main.final
+    b = simulate(SimConfig(**{**DIGITS, "rounds": 3})).main.final
+    assert a["mean_local_accuracy"] == pytest.approx(b["mean_local_accuracy"], abs=0.01)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--aggregator", "trimmed_mean:b=4"], "needs at least 9 models per neighbourhood"),
+    (["--attack", "poison:0.2"], "unknown attack 'poison'"),
+    (["--attack", "sign_flip:1.5"], "fraction must be in [0, 1)"),
+    (["--dp", "noise=0,clip=1"], "an epsilon target with no noise"),
+    (["--dp", "clip=1"], "--dp needs noise"),
+    (["--dropout", "1"], "--dropout must be a probability"),
+    (["--compression", "zip"], "unknown compression 'zip'"),
+    (["--compression", "topk", "--aggregator", "median"], "cannot be combined"),
+])
+def test_bad_robustness_config_is_one_line(extra, message, capsys):
+    assert main(["simulate", "--rounds", "1", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("p2pfl: error: ")
+
+
+def test_cli_json_has_bytes_and_epsilon(capsys):
+    assert main(["simulate", "--nodes", "4", "--rounds", "2", "--dp", "noise=1,clip=1",
+                 "--compression", "float16", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["bytes_sent_per_node"] == pytest.approx(out["mb_sent_per_node"] * 1e6)
+    assert out["epsilon"] > 0 and out["delta"] == 1e-5
+    assert out["config"]["compression"] == "float16"
+
+
+def test_engines_agree_on_a_robust_compressed_faulty_attacked_run():
+    cfg = dict(DIGITS, nodes=8, rounds=4, eval_every=4, aggregator="trimmed_mean:b=1", compression="float16",
+               dropout=0.2, message_loss=0.1, attack="sign_flip:0.25")
+    vec = simulate(SimConfig(**cfg)).main
+    ref = simulate(SimConfig(**cfg, engine="reference")).main
+    assert vec.bytes_sent_per_node == ref.bytes_sent_per_node
+    assert vec.final["mean_local_accuracy"] == pytest.approx(ref.final["mean_local_accuracy"], abs=0.01)
+    assert vec.final["consensus_distance"] == pytest.approx(ref.final["consensus_distance"], rel=1e-3)
