@@ -1,4 +1,4 @@
-"""Encode and decode signed model updates (msgpack header, raw tensor payload, no pickle).
+"""Encode and decode signed model updates: a msgpack header and raw tensor bytes, nothing executable.
 
 Layout of one message (all offsets from the first byte):
 

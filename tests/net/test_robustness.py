@@ -10,28 +10,22 @@ NODES, ROUNDS = 5, 8
 HONEST = [f"hospital-{i}" for i in range(1, NODES)]
 
 
-def _run(folder: Path, aggregator: str, attacker: bool) -> float:
+def _run(consortium, sub: str, aggregator: str, attacker: bool) -> float:
     """Final mean accuracy of the honest members of a 5-node complete graph."""
-    from consortium import Consortium
-
-    folder.mkdir()
-    c = Consortium(folder, nodes=NODES, rounds=ROUNDS, topology="complete", partition="iid")
-    try:
-        c.configure("gossip", f'aggregator = "{aggregator}"')
-        c.start(*HONEST)
-        c.start(f"hospital-{NODES}", program=ATTACKER if attacker else None)
-        assert c.wait() == {n: 0 for n in c.names}
-        if attacker:
-            assert "event=byzantine_send" in c.log(f"hospital-{NODES}")
-        return sum(c.metrics(n)[-1]["val_accuracy"] for n in HONEST) / len(HONEST)
-    finally:
-        c.stop_all()
+    c = consortium(sub, nodes=NODES, rounds=ROUNDS, topology="complete", partition="iid")
+    c.configure("gossip", f'aggregator = "{aggregator}"')
+    c.start(*HONEST)
+    c.start(f"hospital-{NODES}", program=ATTACKER if attacker else None)
+    assert c.wait() == {n: 0 for n in c.names}
+    if attacker:
+        assert "event=byzantine_send" in c.log(f"hospital-{NODES}")
+    return sum(c.metrics(n)[-1]["val_accuracy"] for n in HONEST) / len(HONEST)
 
 
-def test_sign_flip_member_against_trimmed_mean(tmp_path):
-    baseline = _run(tmp_path / "clean", "trimmed_mean:b=1", attacker=False)
-    robust = _run(tmp_path / "robust", "trimmed_mean:b=1", attacker=True)
-    plain = _run(tmp_path / "plain", "mean", attacker=True)
+def test_sign_flip_member_against_trimmed_mean(consortium):
+    baseline = _run(consortium, "clean", "trimmed_mean:b=1", attacker=False)
+    robust = _run(consortium, "robust", "trimmed_mean:b=1", attacker=True)
+    plain = _run(consortium, "plain", "mean", attacker=True)
     assert baseline > 0.9
     assert abs(robust - baseline) <= 0.03, (robust, baseline)
     assert plain < baseline - 0.05, (plain, baseline)  # the attack has teeth against a plain mean
@@ -63,25 +57,18 @@ def test_privacy_budget_refuses_to_start_when_the_plan_exceeds_it(consortium):
     assert "privacy.max_epsilon" in c.log("hospital-1")
 
 
-def test_compressed_gossip_between_processes(consortium, tmp_path):
+def test_compressed_gossip_between_processes(consortium):
     """float16, int8 and top-k (CHOCO) updates: every node finishes, learns, sends fewer bytes."""
-    from consortium import Consortium
-
     sent = {}
     for spec in ("none", "int8", "topk:fraction=0.1,gamma=0.2"):
-        folder = tmp_path / spec.split(":")[0]
-        folder.mkdir()
-        c = Consortium(folder, nodes=4, rounds=12, round_timeout=5.0)
-        try:
-            c.configure("gossip", f'compression = "{spec}"')
-            c.start()
-            assert c.wait() == {n: 0 for n in c.names}
-            for name in c.names:
-                assert "event=update_rejected" not in c.log(name)
-                assert c.metrics(name)[-1]["val_accuracy"] > 0.85
-            sent[spec] = sum(r["bytes_out"] for n in c.names for r in c.metrics(n))
-        finally:
-            c.stop_all()
+        c = consortium(spec.split(":")[0], nodes=4, rounds=12, round_timeout=5.0)
+        c.configure("gossip", f'compression = "{spec}"')
+        c.start()
+        assert c.wait() == {n: 0 for n in c.names}
+        for name in c.names:
+            assert "event=update_rejected" not in c.log(name)
+            assert c.metrics(name)[-1]["val_accuracy"] > 0.85
+        sent[spec] = sum(r["bytes_out"] for n in c.names for r in c.metrics(n))
     # 1,058 parameters: int8 sends about a quarter of the tensor bytes, top-k 10% a fifth
     # (plus the same signed header on every message)
     assert sent["int8"] < 0.5 * sent["none"]
