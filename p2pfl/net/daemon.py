@@ -349,11 +349,22 @@ class Node:
 
     async def _checkpoint(self, action: Checkpoint) -> None:
         finished = action.round - 1
-        async with self.model_lock:
-            acc = await trio.to_thread.run_sync(self._save_sync, action)
         stats = self.stats.pop(finished, {})
-        row = {
-            "round": finished,
+        # The checkpoint and its metrics line are written together: a stop never splits them.
+        with trio.CancelScope(shield=True):
+            async with self.model_lock:
+                acc = await trio.to_thread.run_sync(self._save_sync, action)
+            row = self._metrics_row(action.round, stats, acc)
+            await trio.to_thread.run_sync(checkpoint.append_metrics, self.state_dir, row)
+        self.log.info("round_done", round=finished, val_accuracy=acc, train_loss=row["train_loss"],
+                      heard=len(row["heard_from"]), missing=",".join(row["missing"]) or "-",
+                      seconds=row["seconds"], **({"epsilon": row["epsilon"]} if row["epsilon"] else {}))
+
+    def _metrics_row(self, next_round: int, stats: dict, acc: float) -> dict[str, object]:
+        """The metrics.jsonl line of the round that ends with checkpoint `next_round`."""
+        stats["seconds"] = round(time.monotonic() - stats["start"], 3) if "start" in stats else None
+        return {
+            "round": next_round - 1,
             "train_loss": stats.get("train_loss"),
             "train_seconds": round(stats["train_seconds"], 4) if "train_seconds" in stats else None,
             "val_accuracy": acc,
@@ -362,13 +373,9 @@ class Node:
             "bytes_in": int(stats.get("bytes_in", 0)),
             "bytes_out": int(stats.get("bytes_out", 0)),
             "wait_seconds": _span(stats, "sent", "aggregating"),
-            "epsilon": round(self.epsilon(action.round), 4) if self.privacy.noise > 0 else None,
-            "seconds": round(time.monotonic() - stats["start"], 3) if "start" in stats else None,
+            "epsilon": round(self.epsilon(next_round), 4) if self.privacy.noise > 0 else None,
+            "seconds": stats["seconds"],
         }
-        await trio.to_thread.run_sync(checkpoint.append_metrics, self.state_dir, row)
-        self.log.info("round_done", round=finished, val_accuracy=acc, train_loss=row["train_loss"],
-                      heard=len(row["heard_from"]), missing=",".join(row["missing"]) or "-",
-                      seconds=row["seconds"], **({"epsilon": row["epsilon"]} if row["epsilon"] else {}))
 
     def _save_sync(self, action: Checkpoint) -> float:
         with torch.no_grad():
