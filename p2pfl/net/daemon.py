@@ -101,7 +101,6 @@ class Node:
         self.receiving: dict[str, int] = {}  # transfers in progress, per peer
         self.wire_events: dict[int, trio.Event] = {}
         self.stats: dict[int, dict[str, float]] = {}
-        self.bytes_in = self.bytes_out = 0
         self.done = trio.Event()
         self.model_lock = trio.Lock()
         self.sends_in_flight = 0
@@ -240,7 +239,6 @@ class Node:
                 try:
                     await self._deliver(peer, round, data)
                     self._count(round, "bytes_out", len(data))
-                    self.bytes_out += len(data)
                     return
                 except Exception as exc:  # noqa: BLE001 - a failed peer must never stop this node
                     refused = isinstance(exc, transfer.TransferError)
@@ -306,7 +304,6 @@ class Node:
             return
         finally:
             self.receiving[peer] -= 1
-        self.bytes_in += len(payload)
         self._count(round, "bytes_in", len(payload))
         try:
             update = await trio.to_thread.run_sync(decode, payload, self.max_bytes)
