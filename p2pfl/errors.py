@@ -1,5 +1,35 @@
-"""The one exception type for bad user input (config, data file, spec strings)."""
+"""Exceptions that end a command with one clear line, and the exit codes they map to.
+
+Exit codes of every `p2pfl` command (documented in the README):
+
+    0  done (or stopped by SIGINT/SIGTERM with the last checkpoint kept)
+    2  bad input: config, plan, roster, key, data file, command-line flag
+    3  the node could not write its state (disk full, I/O error); the last good checkpoint is kept
+    4  already running: the state folder is locked by another node, or the listen address is in use
+    5  a checked artefact is invalid (`p2pfl inspect`: bad signature or corrupt payload)
+  130  interrupted at the terminal
+"""
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_STATE_WRITE = 3
+EXIT_IN_USE = 4
+EXIT_INVALID = 5
 
 
 class UserError(ValueError):
     """A problem the user can fix. The CLI prints its message on one line and exits with code 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class StateWriteError(UserError):
+    """Writing the node's state failed (ENOSPC, EIO, ...); the message names the file and error."""
+
+    exit_code = EXIT_STATE_WRITE
+
+
+class InUseError(UserError):
+    """Another node holds this state folder, or the listen address is taken."""
+
+    exit_code = EXIT_IN_USE
