@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pfl.learning.params import fingerprint
 from p2pfl.protocol.codec import decode, encode, encode_parts, state_dict
+from p2pfl.protocol.consortium import consortium_of
 
 
 def best_seconds(fn: Callable[[], object], reps: int) -> float:
@@ -59,12 +60,15 @@ def main() -> None:
     sd = make_state_dict(args.mb)
     nbytes = sum(t.nbytes for t in sd.values())
     fp = fingerprint([(n, tuple(t.shape), t.dtype) for n, t in sd.items()])
+    consortium = consortium_of({"bench": {"mb": args.mb}})
 
     def do_encode() -> memoryview:
-        return encode(key, round=1, fingerprint=fp, num_samples=1000, weight=1.0, tensors=sd)
+        return encode(key, consortium=consortium, round=1, fingerprint=fp, num_samples=1000,
+                      weight=1.0, tensors=sd)
 
     def do_encode_parts() -> list[memoryview]:
-        return encode_parts(key, round=1, fingerprint=fp, num_samples=1000, weight=1.0, tensors=sd)
+        return encode_parts(key, consortium=consortium, round=1, fingerprint=fp, num_samples=1000,
+                            weight=1.0, tensors=sd)
 
     def do_torch_save() -> bytes:
         buf = io.BytesIO()

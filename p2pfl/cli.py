@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from p2pfl import __version__
-from p2pfl.errors import UserError
+from p2pfl.errors import EXIT_INVALID, EXIT_OK, UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +107,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="encrypt the key with the passphrase held in environment variable VAR")
     k.set_defaults(func=_cmd_keygen)
 
-    v = sub.add_parser("inspect", help="decode an encoded model update and check its signature")
+    pid = sub.add_parser("id", help="print the peer ID of an existing key file")
+    pid.add_argument("--key", type=Path, required=True, help="key file written by `p2pfl keygen`")
+    pid.add_argument("--passphrase-env", metavar="VAR",
+                     help="decrypt the key with the passphrase held in environment variable VAR")
+    pid.set_defaults(func=_cmd_id)
+
+    v = sub.add_parser("inspect", help="decode an encoded model update and check its signature "
+                       f"(exit {EXIT_INVALID} if the signature or payload is bad)")
     v.add_argument("file", type=Path)
     v.set_defaults(func=_cmd_inspect)
 
@@ -152,11 +159,19 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_id(args: argparse.Namespace) -> int:
+    from p2pfl.protocol.commands import key_peer_id
+
+    print(key_peer_id(args.key, args.passphrase_env))
+    return EXIT_OK
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from p2pfl.protocol.commands import inspect
 
-    print(inspect(args.file))
-    return 0
+    report = inspect(args.file)
+    print(report.text)
+    return EXIT_OK if report.valid else EXIT_INVALID
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -3,8 +3,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from p2pfl.cli import main
+from p2pfl.errors import EXIT_INVALID, EXIT_USAGE
+from p2pfl.protocol.codec import encode
+from p2pfl.protocol.consortium import consortium_of
+from p2pfl.protocol.identity import generate_key, peer_id_of, save_key
 
 SMALL = ["simulate", "--dataset", "breast_cancer", "--model", "logreg", "--nodes", "4", "--topology",
          "ring", "--partition", "iid", "--rounds", "3", "--local-steps", "1", "--batch-size", "16",
@@ -23,6 +28,76 @@ def test_topology_text_and_params(capsys):
     assert main(["topology", "erdos_renyi", "--nodes", "50", "--param", "p=0.2", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert "50 nodes" in out and "spectral gap" in out and "connected: yes" in out
+
+
+DISCONNECTED = ["topology", "erdos_renyi", "--nodes", "100", "--param", "p=0.05"]
+
+
+def test_disconnected_topology_never_mixes(capsys):
+    # its gap computes as ~4e-16, which once printed as 1.04e16 rounds
+    assert main(DISCONNECTED) == 0
+    out = capsys.readouterr().out
+    assert "connected: NO" in out
+    assert out.splitlines()[-1] == "rounds to shrink consensus error 1000x (ln(1000)/gap): never"
+    assert main(DISCONNECTED + ["--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["connected"] is False and info["predicted_rounds"] is None
+
+
+def _key_file(tmp_path, passphrase=None):
+    key = generate_key()
+    path = tmp_path / "node.key"
+    save_key(key, path, passphrase)
+    return key, path
+
+
+def test_id_prints_the_peer_id_of_a_key_file(tmp_path, capsys, monkeypatch):
+    key, path = _key_file(tmp_path, b"s3cret")
+    monkeypatch.setenv("P2PFL_TEST_PASS", "s3cret")
+    assert main(["id", "--key", str(path), "--passphrase-env", "P2PFL_TEST_PASS"]) == 0
+    assert capsys.readouterr().out == peer_id_of(key) + "\n"
+
+
+@pytest.mark.parametrize(("setup", "flags", "message"), [
+    ("missing", [], "does not exist"),
+    ("encrypted", [], "is encrypted: a passphrase is needed"),
+    ("encrypted", ["--passphrase-env", "P2PFL_TEST_PASS"], "wrong passphrase for key file"),
+    ("encrypted", ["--passphrase-env", "P2PFL_TEST_UNSET"], "P2PFL_TEST_UNSET (the passphrase for key"),
+    ("readable", [], "has permissions 0644"),
+    ("junk", [], "is not a PEM private key"),
+])
+def test_id_of_a_bad_key_file_is_one_line_exit_2(setup, flags, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("P2PFL_TEST_PASS", "wrong")
+    monkeypatch.delenv("P2PFL_TEST_UNSET", raising=False)
+    path = tmp_path / "node.key"
+    if setup != "missing":
+        _key_file(tmp_path, b"s3cret" if setup == "encrypted" else None)
+    if setup == "readable":
+        path.chmod(0o644)
+    if setup == "junk":
+        path.write_bytes(b"not a key")
+    assert main(["id", "--key", str(path), *flags]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert captured.out == "" and len(err) == 1 and message in err[0] and str(path) in err[0]
+
+
+def test_inspect_exits_5_for_a_bad_signature_or_a_corrupt_payload(tmp_path, capsys):
+    key, _ = _key_file(tmp_path)
+    blob = bytearray(encode(key, consortium=consortium_of({"training": {"lr": 0.1}}), round=3,
+                            fingerprint="cd" * 32, num_samples=10, weight=1.0,
+                            tensors={"w": torch.arange(4.0)}))
+    path = tmp_path / "update.bin"
+    path.write_bytes(blob)
+    assert main(["inspect", str(path)]) == 0
+    assert "signature:     OK" in capsys.readouterr().out
+    for pos, line in ((10, "signature:     INVALID"), (-1, "payload:       CORRUPT")):
+        changed = bytearray(blob)
+        changed[pos] ^= 1  # inside the signature, then inside the tensor
+        path.write_bytes(changed)
+        assert main(["inspect", str(path)]) == EXIT_INVALID
+        out = capsys.readouterr().out
+        assert line in out and "round:         3" in out  # the report is still printed
 
 
 def test_simulate_json_and_out(tmp_path, capsys):

@@ -160,3 +160,14 @@ def test_weighted_average_renormalises():
     assert torch.allclose(mixing.weighted_average([a, b], [2.0, 2.0]), torch.full((3,), 0.5))
     with pytest.raises(ValueError):
         mixing.weighted_average([a], [float("nan")])
+
+
+def test_predicted_rounds_is_never_for_a_rounding_error_gap():
+    assert mixing.predicted_rounds(0.1) == pytest.approx(math.log(1000) / 0.1)
+    assert mixing.predicted_rounds(3e-8) == pytest.approx(math.log(1000) / 3e-8)  # ring of 20,000
+    for gap in (0.0, 4.4e-16, 5e-15, mixing.GAP_TOLERANCE, -1e-17):
+        assert mixing.predicted_rounds(gap) == math.inf
+    # the disconnected graph whose gap came out as 4.4e-16 and was shown as 1.04e16 rounds
+    topo = build_topology("erdos_renyi", 100, ["p=0.05"], seed=0)
+    assert not topo.is_connected()
+    assert mixing.predicted_rounds(topo.spectral_gap()) == math.inf

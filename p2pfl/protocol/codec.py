@@ -3,7 +3,7 @@
 Layout of one message (all offsets from the first byte):
 
     0   4 bytes   MAGIC
-    4   4 bytes   header length H, big-endian
+    4   4 bytes   header length H, big-endian (at most MAX_HEADER_SIZE, 64 KiB)
     8   64 bytes  Ed25519 signature over SIGNING_CONTEXT + header
     72  H bytes   header: a msgpack map (see HEADER_KEYS)
         zeros up to the next multiple of ALIGN: the payload starts there
@@ -11,7 +11,25 @@ Layout of one message (all offsets from the first byte):
         multiple of ALIGN from the payload start, zeros in between, nothing after the last
 
 The header carries `payload_digest`, a SHA-256 tree over the payload (see `payload_digest`),
-so the signature covers every byte. Decoded tensors are views into the received buffer.
+so the signature covers every byte, and `consortium` and `sections`, which bind the update to
+one consortium and its settings (see p2pfl.protocol.consortium). Decoded tensors are views
+into the received buffer.
+
+What a received update goes through, in this order; the first failure raises InvalidMessage
+and nothing after it is looked at, so the cheap checks guard the costly ones:
+
+1. size: the message (`max_size`), the prefix, MAGIC, the header length, truncation;
+2. signature: with `expected_sender` (the authenticated peer of the stream), the signature is
+   verified with that peer's key BEFORE the header is parsed, so a header the sending peer did
+   not sign is never unpacked;
+3. header structure: a scan of the raw bytes bounds nesting depth (MAX_DEPTH) and the number of
+   arrays and maps, msgpack unpacks with every length bounded, then each field is type- and
+   range-checked (`_check_header`);
+4. sender: the header's sender must be `expected_sender` (without one, the signature is checked
+   here against the key in the header's sender);
+5. tensor layout (sizes, padding, bool bytes), then the payload digest;
+6. by the caller: consortium (`consortium.check_consortium`), round and roster (rounds.py),
+   fingerprint, shapes, dtypes and finite values (`checks.check_against`).
 """
 
 from __future__ import annotations
@@ -25,14 +43,17 @@ import warnings
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import numpy as np
 import torch
 
+from p2pfl.protocol.consortium import SHORT_DIGEST_SIZE, Consortium, check_sections
 from p2pfl.protocol.identity import (
     Ed25519PrivateKey,
+    Ed25519PublicKey,
     InvalidPeerId,
     peer_id_of,
     public_key_from_peer_id,
@@ -61,16 +82,18 @@ CHUNK_SIZE = 1 << 20
 DIGEST_SIZE = 32
 
 MAX_MESSAGE_SIZE = 1 << 30
-MAX_HEADER_SIZE = 16 << 20
-MAX_TENSORS = 100_000
+MAX_HEADER_SIZE = 64 << 10  # our models' headers are < 1 KiB; this fits ~1,500 named tensors
+MAX_TENSORS = 4096  # as many as fit in MAX_HEADER_SIZE with very short names
 MAX_NDIM = 16
-MAX_NAME_LENGTH = 512
+MAX_NAME_LENGTH = 512  # characters
 MAX_METRICS = 64
 MAX_UINT63 = (1 << 63) - 1
 
 HEADER_KEYS = (
     "version",
     "sender",
+    "consortium",
+    "sections",
     "round",
     "fingerprint",
     "num_samples",
@@ -81,6 +104,18 @@ HEADER_KEYS = (
     "payload_digest",
 )
 MAX_ENCODING_LENGTH = 128
+# The header schema nests map -> tensors array -> [name, dtype, shape] -> shape array.
+MAX_DEPTH = 4
+MAX_CONTAINERS = 4 + 2 * MAX_TENSORS  # root, metrics, sections, tensors; entry and shape each
+# The most a valid header needs of each, so msgpack allocates no more. (unpackb has no
+# max_buffer_size: its buffer is the header itself, at most MAX_HEADER_SIZE bytes.)
+UNPACK_LIMITS = {
+    "max_str_len": 4 * MAX_NAME_LENGTH,  # UTF-8 bytes of the longest name
+    "max_bin_len": DIGEST_SIZE,
+    "max_array_len": MAX_TENSORS,
+    "max_map_len": max(MAX_METRICS, len(HEADER_KEYS)),
+    "max_ext_len": 0,
+}
 _PARALLEL_MIN_CHUNKS = 8
 _MAX_HASH_THREADS = 8
 _HEX = frozenset("0123456789abcdef")
@@ -92,6 +127,7 @@ _HEX = frozenset("0123456789abcdef")
 def encode(
     key: Ed25519PrivateKey,
     *,
+    consortium: Consortium,
     round: int,
     fingerprint: str,
     num_samples: int,
@@ -102,19 +138,23 @@ def encode(
 ) -> memoryview:
     """Build and sign an update from `tensors` (in mapping order); the sender is `key`'s peer ID.
 
+    `consortium` is the sender's (its ID and section digests go into the signed header).
     `encoding` says how the tensors represent the model: "dense" (the parameters themselves),
     or a compression spec (see p2pfl.gossip.compression) whose parts the tensors are.
 
     Returns a writable bytes-like buffer holding the whole message (the tensor bytes are
     copied once). Raises ValueError for anything `decode` would reject.
     """
-    header, payload = _prepare(round, fingerprint, num_samples, weight, tensors, metrics, key, encoding)
+    header, payload = _prepare(
+        key, consortium, round, fingerprint, num_samples, weight, tensors, metrics, encoding
+    )
     return pack_signed(header, payload, key)
 
 
 def encode_parts(
     key: Ed25519PrivateKey,
     *,
+    consortium: Consortium,
     round: int,
     fingerprint: str,
     num_samples: int,
@@ -128,7 +168,9 @@ def encode_parts(
     For writing to a stream piece by piece. The tensor buffers are views of the tensors'
     own memory, so the tensors must not change until the parts are written.
     """
-    header, payload = _prepare(round, fingerprint, num_samples, weight, tensors, metrics, key, encoding)
+    header, payload = _prepare(
+        key, consortium, round, fingerprint, num_samples, weight, tensors, metrics, encoding
+    )
     return _frame(header, payload, key, copy=False)
 
 
@@ -143,20 +185,27 @@ def pack_signed(
 
 
 def _prepare(
+    key: Ed25519PrivateKey,
+    consortium: Consortium,
     round: int,
     fingerprint: str,
     num_samples: int,
     weight: float,
     tensors: Mapping[str, torch.Tensor],
     metrics: Mapping[str, float] | None,
-    key: Ed25519PrivateKey,
-    encoding: str = "dense",
+    encoding: str,
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """The checked header map and the tensors' bytes, for `encode` and `encode_parts`."""
+    if not isinstance(consortium, Consortium):
+        raise ValueError(
+            f"consortium is {_a(consortium)}, not a Consortium (see consortium.consortium_of)"
+        )
     sources = [_tensor_source(name, t) for name, t in tensors.items()]
     header: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "sender": peer_id_of(key),
+        "consortium": consortium.id,
+        "sections": consortium.short_sections(),
         "round": operator.index(round),
         "fingerprint": fingerprint,
         "num_samples": operator.index(num_samples),
@@ -168,11 +217,14 @@ def _prepare(
     }
     try:
         _check_header(header)
+        header_bytes = _pack(header)
+        if len(header_bytes) > MAX_HEADER_SIZE:
+            raise InvalidMessage(
+                f"the header would be {len(header_bytes)} bytes, over the limit of {MAX_HEADER_SIZE}"
+            )
+        _check_header(_unpack(header_bytes))  # exactly what `decode` will do with it
     except InvalidMessage as e:
         raise ValueError(f"cannot encode this update: {e}") from None
-    header_size = len(_pack(header))
-    if header_size > MAX_HEADER_SIZE:
-        raise ValueError(f"cannot encode this update: the header would be {header_size} bytes")
     return header, [src for *_, src in sources]
 
 
@@ -265,15 +317,36 @@ def _pack(header: dict[str, Any]) -> bytes:
 # ---------------------------------------------------------------- decode
 
 
-def decode(data: bytes | bytearray | memoryview, max_size: int = MAX_MESSAGE_SIZE) -> ModelUpdate:
+def decode(
+    data: bytes | bytearray | memoryview,
+    max_size: int = MAX_MESSAGE_SIZE,
+    expected_sender: str | None = None,
+) -> ModelUpdate:
     """Parse, check and verify a received update; any problem raises InvalidMessage.
 
-    The signature must verify against the key inside the sender's peer ID (BadSignature
-    otherwise) and the payload must match the signed digest. Tensors are views of `data`.
+    With `expected_sender` (the authenticated peer ID the bytes came from), the signature is
+    verified with that peer's key before the header is parsed, and the header's sender must be
+    that peer. Without it, the signature must verify against the key inside the header's
+    sender. BadSignature when it does not. The payload must match the signed digest. Tensors
+    are views of `data`. See the module docstring for the order of the checks.
     """
-    update = parse(data, max_size)
-    if not signature_ok(update):
-        raise BadSignature(f"signature does not verify against sender {update.sender}")
+    frame = _split(data, max_size)
+    if expected_sender is None:
+        update = _build(frame)
+        if not signature_ok(update):
+            raise BadSignature(f"signature does not verify against sender {update.sender}")
+    else:
+        if not verify(_sender_key(expected_sender), SIGNING_CONTEXT + frame.header, frame.signature):
+            raise BadSignature(
+                f"signature does not verify against the key of {expected_sender}, the peer "
+                "that sent it: the update was not signed by its sender"
+            )
+        update = _build(frame)
+        if update.sender != expected_sender:
+            raise InvalidMessage(
+                f"the update is signed and sent by {expected_sender} but names "
+                f"{update.sender} as its sender"
+            )
     if not payload_ok(update):
         raise InvalidMessage("payload does not match the signed digest: tensor data was altered")
     return update
@@ -284,6 +357,22 @@ def parse(data: bytes | bytearray | memoryview, max_size: int = MAX_MESSAGE_SIZE
 
     For tools such as `inspect`; a node must use `decode`.
     """
+    return _build(_split(data, max_size))
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A message cut into its parts; only sizes and MAGIC have been checked."""
+
+    view: memoryview
+    signature: bytes
+    header: bytes
+    header_end: int
+    payload_start: int
+
+
+def _split(data: bytes | bytearray | memoryview, max_size: int) -> _Frame:
+    """Check sizes and MAGIC, and cut the message into signature, header and the rest."""
     view = _byte_view(data)
     size = view.nbytes
     if size > max_size:
@@ -302,15 +391,25 @@ def parse(data: bytes | bytearray | memoryview, max_size: int = MAX_MESSAGE_SIZE
             f"message is {size} bytes, but its header length says the payload starts at "
             f"{payload_start}: truncated"
         )
-    header_bytes = bytes(view[PREFIX_SIZE:header_end])
-    fields = _check_header(_unpack(header_bytes))
-    if any(view[header_end:payload_start]):
+    return _Frame(
+        view, bytes(view[8:PREFIX_SIZE]), bytes(view[PREFIX_SIZE:header_end]), header_end,
+        payload_start,
+    )
+
+
+def _build(frame: _Frame) -> ModelUpdate:
+    """Unpack and check the header, then lay the tensors out over the payload."""
+    fields = _check_header(_unpack(frame.header))
+    view = frame.view
+    if any(view[frame.header_end : frame.payload_start]):
         raise InvalidMessage("padding between header and payload is not zero")
-    payload = view[payload_start:]
+    payload = view[frame.payload_start :]
     records = _records(fields["tensors"], payload)
     return ModelUpdate(
         version=fields["version"],
         sender=fields["sender"],
+        consortium=fields["consortium"],
+        sections=fields["sections"],
         round=fields["round"],
         fingerprint=fields["fingerprint"],
         num_samples=fields["num_samples"],
@@ -319,10 +418,17 @@ def parse(data: bytes | bytearray | memoryview, max_size: int = MAX_MESSAGE_SIZE
         metrics=fields["metrics"],
         tensors=records,
         payload_digest=fields["payload_digest"],
-        signature=bytes(view[8:PREFIX_SIZE]),
-        header=header_bytes,
+        signature=frame.signature,
+        header=frame.header,
         payload=payload,
     )
+
+
+def _sender_key(peer_id: str) -> Ed25519PublicKey:
+    try:
+        return public_key_from_peer_id(peer_id)
+    except InvalidPeerId as e:
+        raise InvalidMessage(f"the sending peer {_short(peer_id)} has no Ed25519 key: {e}") from None
 
 
 def signature_ok(update: ModelUpdate) -> bool:
@@ -379,6 +485,8 @@ def _byte_view(data: object) -> memoryview:
 
 
 def _unpack(header_bytes: bytes) -> object:
+    """The header's msgpack value; nesting and every length are bounded before anything is built."""
+    _check_nesting(header_bytes)
     try:
         return msgpack.unpackb(
             header_bytes,
@@ -386,11 +494,107 @@ def _unpack(header_bytes: bytes) -> object:
             strict_map_key=True,
             use_list=True,
             object_pairs_hook=_map_without_duplicates,
+            **UNPACK_LIMITS,
         )
     except InvalidMessage:
         raise
     except Exception as e:  # msgpack raises many types; every one means a malformed header
         raise InvalidMessage(f"header is not valid msgpack: {type(e).__name__}: {e}") from None
+
+
+# Kinds of msgpack values, by first byte, for the scan in `_check_nesting`.
+_SCALAR, _STR, _BIN, _EXT, _ARRAY, _MAP, _NEVER_USED = range(7)
+
+
+def _layouts() -> tuple[list[int], list[int], list[int]]:
+    """Per first byte of a msgpack value: its size if fixed (else 0), its kind, and how many
+    bytes after it hold its length or count (0: the first byte holds it, or it has none)."""
+    size, kind, width = [1] * 256, [_SCALAR] * 256, [0] * 256
+    for first, last, k in ((0x80, 0x8F, _MAP), (0x90, 0x9F, _ARRAY)):
+        for b in range(first, last + 1):
+            size[b], kind[b] = 0, k
+    for b in range(0xA0, 0xC0):  # fixstr: at most 31 bytes, so a fixed-size scalar here
+        size[b] = 1 + (b & 0x1F)
+    fixed = {0xCA: 5, 0xCB: 9, 0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9, 0xD0: 2, 0xD1: 3, 0xD2: 5,
+             0xD3: 9}  # floats and ints
+    for b, n in fixed.items():
+        size[b] = n
+    for b in range(0xD4, 0xD9):  # fixext
+        size[b], kind[b] = 0, _EXT
+    variable = {0xC1: (_NEVER_USED, 0), 0xC4: (_BIN, 1), 0xC5: (_BIN, 2), 0xC6: (_BIN, 4),
+                0xC7: (_EXT, 1), 0xC8: (_EXT, 2), 0xC9: (_EXT, 4), 0xD9: (_STR, 1),
+                0xDA: (_STR, 2), 0xDB: (_STR, 4), 0xDC: (_ARRAY, 2), 0xDD: (_ARRAY, 4),
+                0xDE: (_MAP, 2), 0xDF: (_MAP, 4)}
+    for b, (k, w) in variable.items():
+        size[b], kind[b], width[b] = 0, k, w
+    return size, kind, width
+
+
+_SIZE, _KIND, _WIDTH = _layouts()
+_LIMIT = {  # the longest str/bin (bytes), array (items) and map (entries) a header may hold
+    _STR: ("a string", "bytes", UNPACK_LIMITS["max_str_len"]),
+    _BIN: ("a binary value", "bytes", UNPACK_LIMITS["max_bin_len"]),
+    _ARRAY: ("an array", "items", UNPACK_LIMITS["max_array_len"]),
+    _MAP: ("a map", "entries", UNPACK_LIMITS["max_map_len"]),
+}
+
+
+def _check_nesting(data: bytes) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, more than MAX_CONTAINERS arrays and maps, any
+    ext value, and any string, binary, array or map longer than a valid header holds.
+
+    A walk over the raw bytes that builds nothing, so a 64 KiB header of nested empty arrays
+    costs a few milliseconds and no memory. Anything else malformed (truncation, the byte
+    0xc1) is left to msgpack, which reports it.
+    """
+    sizes = _SIZE
+    end = len(data)
+    stack: list[int] = []  # items left in each enclosing container
+    left = 1  # items left at the current level: the root value
+    pos = containers = 0
+    while True:
+        while left:
+            left -= 1
+            if pos >= end:
+                return
+            n = sizes[data[pos]]
+            if n:  # a fixed-size scalar: the common case, kept inline
+                pos += n
+                continue
+            kind, start, length = _declared(data, pos)
+            if kind == _NEVER_USED:
+                return
+            pos = start
+            if kind in (_STR, _BIN):
+                pos += length
+                continue
+            containers += 1
+            if len(stack) == MAX_DEPTH:
+                raise InvalidMessage(f"header nests arrays and maps deeper than {MAX_DEPTH} levels")
+            if containers > MAX_CONTAINERS:
+                raise InvalidMessage(f"header has more than {MAX_CONTAINERS} arrays and maps")
+            stack.append(left)
+            left = 2 * length if kind == _MAP else length
+        if not stack:
+            return
+        left = stack.pop()
+
+
+def _declared(data: bytes, pos: int) -> tuple[int, int, int]:
+    """Kind, content offset and declared length of the str/bin/array/map at `pos`, checked
+    against the limits; ext values are refused."""
+    b = data[pos]
+    kind = _KIND[b]
+    if kind == _EXT:
+        raise InvalidMessage("header has a msgpack ext value; headers have none")
+    if kind == _NEVER_USED:
+        return kind, pos, 0
+    w = _WIDTH[b]
+    length = int.from_bytes(data[pos + 1 : pos + 1 + w], "big") if w else b & 0x0F
+    what, unit, limit = _LIMIT[kind]
+    if length > limit:
+        raise InvalidMessage(f"header has {what} of {length} {unit} (at most {limit})")
+    return kind, pos + 1 + w, length
 
 
 def _map_without_duplicates(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
@@ -424,6 +628,10 @@ def _check_header(header: object) -> dict[str, Any]:
         public_key_from_peer_id(sender)
     except InvalidPeerId as e:
         raise InvalidMessage(f"sender: {e}") from None
+    consortium = header["consortium"]
+    if type(consortium) is not bytes or len(consortium) != DIGEST_SIZE:
+        raise InvalidMessage(f"consortium {_short(consortium)} is not {DIGEST_SIZE} bytes")
+    check_sections(header["sections"], SHORT_DIGEST_SIZE)
     _expect_int(header, "round", 0, MAX_UINT63)
     fp = header["fingerprint"]
     if type(fp) is not str or len(fp) != 64 or not _HEX.issuperset(fp):

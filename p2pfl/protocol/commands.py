@@ -1,13 +1,14 @@
-"""What the `p2pfl keygen` and `p2pfl inspect` commands do (argparse lives in cli.py)."""
+"""What the `p2pfl keygen`, `id` and `inspect` commands do (argparse lives in cli.py)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from p2pfl.errors import UserError
 from p2pfl.protocol.codec import MAX_MESSAGE_SIZE, parse, payload_ok, signature_ok
-from p2pfl.protocol.identity import generate_key, peer_id_of, save_key
+from p2pfl.protocol.identity import generate_key, load_key, peer_id_of, save_key
 from p2pfl.protocol.messages import InvalidMessage
 
 
@@ -18,14 +19,7 @@ def keygen(out: Path, passphrase_env: str | None) -> str:
     variable. An existing file is never overwritten.
     """
     out = Path(out)
-    passphrase = None
-    if passphrase_env is not None:
-        value = os.environ.get(passphrase_env)
-        if not value:
-            raise UserError(
-                f"environment variable {passphrase_env} (the key passphrase) is not set"
-            )
-        passphrase = value.encode()
+    passphrase = _passphrase(passphrase_env, out)
     if not out.parent.is_dir():
         raise UserError(f"cannot write key file {out}: directory {out.parent} does not exist")
     key = generate_key()
@@ -38,7 +32,34 @@ def keygen(out: Path, passphrase_env: str | None) -> str:
     return peer_id_of(key)
 
 
-def inspect(path: Path) -> str:
+def key_peer_id(key: Path, passphrase_env: str | None) -> str:
+    """The peer ID of the key in file `key` (decrypted with the passphrase in `passphrase_env`).
+
+    A missing, unreadable, unsafe or undecryptable key file raises UserError naming it.
+    """
+    key = Path(key)
+    return peer_id_of(load_key(key, _passphrase(passphrase_env, key)))
+
+
+def _passphrase(env: str | None, key: Path) -> bytes | None:
+    """The passphrase for key file `key` held in environment variable `env` (None without one)."""
+    if env is None:
+        return None
+    value = os.environ.get(env)
+    if not value:
+        raise UserError(f"environment variable {env} (the passphrase for key file {key}) is not set")
+    return value.encode()
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """The report `inspect` prints, and whether the signature and payload both check out."""
+
+    text: str
+    valid: bool
+
+
+def inspect(path: Path) -> Inspection:
     """A readable report of an encoded update: header, tensors, signature and payload checks."""
     path = Path(path)
     try:
@@ -58,6 +79,8 @@ def inspect(path: Path) -> str:
         f"file:          {path} ({len(data)} bytes)",
         f"version:       {update.version}",
         f"sender:        {update.sender}",
+        f"consortium:    {update.consortium.hex()}",
+        *(f"section {name}: {digest.hex()}" for name, digest in sorted(update.sections.items())),
         f"round:         {update.round}",
         f"fingerprint:   {update.fingerprint}",
         f"num_samples:   {update.num_samples}",
@@ -65,8 +88,9 @@ def inspect(path: Path) -> str:
     ]
     for name, value in sorted(update.metrics.items()):
         lines.append(f"metric {name}: {value!r}")
-    lines.append(f"signature:     {'OK' if signature_ok(update) else 'INVALID'}")
-    lines.append(f"payload:       {'OK' if payload_ok(update) else 'CORRUPT (digest mismatch)'}")
+    signed, intact = signature_ok(update), payload_ok(update)
+    lines.append(f"signature:     {'OK' if signed else 'INVALID'}")
+    lines.append(f"payload:       {'OK' if intact else 'CORRUPT (digest mismatch)'}")
     lines.append("")
     rows = [("name", "dtype", "shape", "bytes")]
     rows += [(t.name, t.dtype, _shape(t.shape), str(t.nbytes)) for t in update.tensors]
@@ -75,7 +99,7 @@ def inspect(path: Path) -> str:
     for row in rows:
         cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2])]
         lines.append("  ".join([*cells, row[3].rjust(widths[3])]).rstrip())
-    return "\n".join(lines)
+    return Inspection("\n".join(lines), signed and intact)
 
 
 def _shape(shape: tuple[int, ...]) -> str:

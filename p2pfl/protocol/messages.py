@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the signed header binds the update to a consortium
 
 # Wire names of the tensor element types a message may carry.
 DTYPES: dict[str, torch.dtype] = {
@@ -56,10 +56,14 @@ class ModelUpdate:
 
     `header` holds the exact signed header bytes and `signature` the sender's Ed25519
     signature over them; the header carries `payload_digest`, which covers every tensor byte.
+    `consortium` is the sender's consortium ID and `sections` the first 8 bytes of the digest
+    of each section it was derived from (see p2pfl.protocol.consortium).
     """
 
     version: int
     sender: str
+    consortium: bytes
+    sections: dict[str, bytes]
     round: int
     fingerprint: str
     num_samples: int

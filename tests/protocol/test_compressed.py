@@ -7,16 +7,18 @@ from p2pfl.gossip.compression import encode as encode_vector
 from p2pfl.gossip.compression import parse_compression
 from p2pfl.protocol.codec import decode, encode
 from p2pfl.protocol.compressed import FULL, from_wire, full_wire, to_wire
+from p2pfl.protocol.consortium import consortium_of
 from p2pfl.protocol.identity import generate_key
 from p2pfl.protocol.messages import InvalidMessage
 
 KEY = generate_key()
+CONSORTIUM = consortium_of({"gossip": {"compression": "topk"}})
 P = 1000
 
 
 def _update(tensors, encoding):
-    return decode(bytes(encode(KEY, round=0, fingerprint="a" * 64, num_samples=1, weight=1.0,
-                               tensors=tensors, encoding=encoding)))
+    return decode(bytes(encode(KEY, consortium=CONSORTIUM, round=0, fingerprint="a" * 64, num_samples=1,
+                               weight=1.0, tensors=tensors, encoding=encoding)))
 
 
 @pytest.mark.parametrize("spec,tol", [("float16", 1e-3), ("int8", 0.02), ("topk:fraction=0.5", None)])
@@ -60,4 +62,5 @@ def test_bad_topk_indices_and_values_are_rejected():
 
 def test_encoding_field_is_checked_by_the_codec():
     with pytest.raises(ValueError, match="encoding"):
-        encode(KEY, round=0, fingerprint="a" * 64, num_samples=1, weight=1.0, tensors={}, encoding="")
+        encode(KEY, consortium=CONSORTIUM, round=0, fingerprint="a" * 64, num_samples=1, weight=1.0,
+               tensors={}, encoding="")

@@ -1,4 +1,4 @@
-"""The keygen and inspect commands."""
+"""The keygen, id and inspect commands."""
 
 import stat
 
@@ -7,10 +7,12 @@ import torch
 
 from p2pfl.errors import UserError
 from p2pfl.protocol.codec import encode
-from p2pfl.protocol.commands import inspect, keygen
+from p2pfl.protocol.commands import inspect, key_peer_id, keygen
+from p2pfl.protocol.consortium import consortium_of
 from p2pfl.protocol.identity import load_key, peer_id_of
 
 pytestmark = pytest.mark.filterwarnings("ignore:The given buffer is not writable")
+CONSORTIUM = consortium_of({"training": {"lr": 0.1}})
 
 
 def test_keygen_writes_a_0600_key_and_returns_its_peer_id(tmp_path):
@@ -45,6 +47,7 @@ def write_update(tmp_path, key_path):
     key = load_key(key_path)
     blob = encode(
         key,
+        consortium=CONSORTIUM,
         round=12,
         fingerprint="cd" * 32,
         num_samples=640,
@@ -60,11 +63,30 @@ def write_update(tmp_path, key_path):
     return path, peer_id_of(key)
 
 
+def test_key_peer_id_reads_plain_and_encrypted_keys(tmp_path, monkeypatch):
+    pid = keygen(tmp_path / "plain.key", None)
+    assert key_peer_id(tmp_path / "plain.key", None) == pid
+    monkeypatch.setenv("P2PFL_TEST_PASS", "s3cret")
+    pid = keygen(tmp_path / "secret.key", "P2PFL_TEST_PASS")
+    assert key_peer_id(tmp_path / "secret.key", "P2PFL_TEST_PASS") == pid
+    with pytest.raises(UserError, match="key file .*secret.key is encrypted: a passphrase is needed"):
+        key_peer_id(tmp_path / "secret.key", None)
+    monkeypatch.setenv("P2PFL_TEST_PASS", "wrong")
+    with pytest.raises(UserError, match="wrong passphrase for key file .*secret.key"):
+        key_peer_id(tmp_path / "secret.key", "P2PFL_TEST_PASS")
+    with pytest.raises(UserError, match="key file .*missing.key does not exist"):
+        key_peer_id(tmp_path / "missing.key", None)
+
+
 def test_inspect_reports_header_tensors_and_checks(tmp_path):
     path, pid = write_update(tmp_path, tmp_path / "k")
-    report = inspect(path)
+    result = inspect(path)
+    assert result.valid
+    report = result.text
     assert f"sender:        {pid}" in report
     assert "round:         12" in report
+    assert f"consortium:    {CONSORTIUM.id.hex()}" in report
+    assert f"section training: {CONSORTIUM.sections['training'][:8].hex()}" in report
     assert "signature:     OK" in report
     assert "payload:       OK" in report
     assert "metric loss: 0.5" in report
@@ -79,13 +101,15 @@ def test_inspect_reports_a_bad_signature_and_a_corrupt_payload(tmp_path):
     blob = bytearray(path.read_bytes())
     blob[10] ^= 1  # inside the signature
     path.write_bytes(blob)
-    report = inspect(path)
-    assert "signature:     INVALID" in report and "payload:       OK" in report
+    result = inspect(path)
+    assert not result.valid
+    assert "signature:     INVALID" in result.text and "payload:       OK" in result.text
     blob[10] ^= 1
     blob[-1] ^= 1  # inside the last tensor
     path.write_bytes(blob)
-    report = inspect(path)
-    assert "signature:     OK" in report and "payload:       CORRUPT" in report
+    result = inspect(path)
+    assert not result.valid
+    assert "signature:     OK" in result.text and "payload:       CORRUPT" in result.text
 
 
 def test_inspect_of_something_else(tmp_path):

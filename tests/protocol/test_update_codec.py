@@ -2,6 +2,7 @@
 
 import hashlib
 import math
+import tracemalloc
 
 import msgpack
 import numpy as np
@@ -23,12 +24,14 @@ from p2pfl.protocol.codec import (
     payload_digest,
     state_dict,
 )
+from p2pfl.protocol.consortium import consortium_of
 from p2pfl.protocol.identity import peer_id_of
 from p2pfl.protocol.messages import BadSignature, InvalidMessage
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 FP = "ab" * 32
+CONSORTIUM = consortium_of({"roster": ["a", "b"], "training": {"lr": 0.1}, "gossip": {"k": 2}})
 # decoding read-only bytes gives tensors over a read-only buffer; torch warns once about it
 pytestmark = pytest.mark.filterwarnings("ignore:The given buffer is not writable")
 SETTINGS = settings(derandomize=True, database=None, deadline=None, max_examples=60)
@@ -74,7 +77,8 @@ def state_dicts(draw) -> dict[str, torch.Tensor]:
 def sample_message(tensors=None, key=KEY, **fields) -> memoryview:
     if tensors is None:
         tensors = {"fc.weight": make_tensor((3, 5), torch.float32, 1), "fc.bias": torch.ones(3)}
-    args = dict(round=4, fingerprint=FP, num_samples=120, weight=0.25, metrics={"loss": 0.7})
+    args = dict(consortium=CONSORTIUM, round=4, fingerprint=FP, num_samples=120, weight=0.25,
+                metrics={"loss": 0.7})
     args.update(fields)
     return encode(key, tensors=tensors, **args)
 
@@ -99,6 +103,7 @@ def same(a: torch.Tensor, b: torch.Tensor) -> bool:
 def test_round_trip(tensors, round, num_samples, weight, metrics):
     blob = encode(
         KEY,
+        consortium=CONSORTIUM,
         round=round,
         fingerprint=FP,
         num_samples=num_samples,
@@ -108,6 +113,7 @@ def test_round_trip(tensors, round, num_samples, weight, metrics):
     )
     parts = encode_parts(
         KEY,
+        consortium=CONSORTIUM,
         round=round,
         fingerprint=FP,
         num_samples=num_samples,
@@ -120,6 +126,7 @@ def test_round_trip(tensors, round, num_samples, weight, metrics):
     assert update.sender == peer_id_of(KEY)
     assert (update.round, update.num_samples, update.weight) == (round, num_samples, weight)
     assert update.fingerprint == FP
+    assert update.consortium == CONSORTIUM.id and update.sections == CONSORTIUM.short_sections()
     assert update.metrics.keys() == metrics.keys()
     assert all(
         update.metrics[k] == v or (math.isnan(v) and math.isnan(update.metrics[k]))
@@ -141,7 +148,8 @@ def test_round_trip_of_a_large_update_hashed_in_parallel():
     }
     blob = sample_message(tensors)
     assert len(blob) > 8 * codec.CHUNK_SIZE
-    args = dict(round=4, fingerprint=FP, num_samples=120, weight=0.25, metrics={"loss": 0.7})
+    args = dict(consortium=CONSORTIUM, round=4, fingerprint=FP, num_samples=120, weight=0.25,
+                metrics={"loss": 0.7})
     assert b"".join(encode_parts(KEY, tensors=tensors, **args)) == blob
     out = state_dict(decode(blob))
     assert all(same(out[k], tensors[k]) for k in tensors)
@@ -205,8 +213,8 @@ def set_tensor(i, j, value):
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        (setter("version", 2), "unsupported format version 2"),
-        (setter("version", True), "version True is not an integer"),
+        (setter("version", 3), "unsupported format version 3 \\(expected 2\\)"),
+        (setter("version", 2.0), "version 2.0 is not an integer"),
         (lambda h: h.pop("weight"), "missing field\\(s\\): weight"),
         (setter("extra", 1), "unknown field\\(s\\): 'extra'"),
         (setter(b"bin", 1), "unknown field\\(s\\): b'bin'"),
@@ -240,6 +248,16 @@ def set_tensor(i, j, value):
         (set_tensor(1, 2, [2]), "payload has 4 bytes after the last tensor"),
         (set_tensor(1, 2, [4]), "tensor #1 \\('fc.bias'\\) .* needs 16 bytes"),
         (set_tensor(1, 1, "float64"), "tensor #1 \\('fc.bias'\\) .* needs 24 bytes"),
+        (lambda h: h.pop("consortium"), "missing field\\(s\\): consortium"),
+        (setter("consortium", b"x" * 31), "consortium b'x{31}' is not 32 bytes"),
+        (setter("consortium", "ab" * 16), "consortium 'abab.*' is not 32 bytes"),
+        (setter("sections", []), "sections is a list, not a map"),
+        (setter("sections", {f"s{'_' * i}": bytes(8) for i in range(17)}), "sections has 17 entries"),
+        (setter("sections", {"Training": bytes(8)}), "section name 'Training' is not 1 to 32"),
+        (setter("sections", {"x" * 33: bytes(8)}), "section name 'x+' is not 1 to 32"),
+        (setter("sections", {"": bytes(8)}), "section name '' is not"),
+        (setter("sections", {"training": bytes(32)}), "section 'training' digest .* is not 8 bytes"),
+        (setter("sections", {"training": "0" * 8}), "section 'training' digest '0+' is not 8 bytes"),
     ],
 )
 def test_header_problems_are_named(change, reason):
@@ -268,6 +286,150 @@ def test_digest_of_the_wrong_size():
     header["payload_digest"] = b"x"
     with pytest.raises(InvalidMessage, match="payload_digest b'x' is not 32 bytes"):
         decode(frame(msgpack.packb(header)))
+
+
+N = codec.MAX_HEADER_SIZE
+EMPTY_ARRAYS = b"\xdc\x10\x00" + b"\x90" * 4096  # an array of 4096 empty arrays
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (b"\x91" * 4 + b"\x90", "nests arrays and maps deeper than 4 levels"),
+        (b"\x81\xa1k" * 4 + b"\x80", "nests arrays and maps deeper than 4 levels"),
+        (b"\x91" * (N - 1) + b"\x90", "nests arrays and maps deeper than 4 levels"),
+        (b"\x93" + EMPTY_ARRAYS * 3, "more than 8196 arrays and maps"),
+        (b"\xda\x08\x01" + b"a" * 2049, "a string of 2049 bytes \\(at most 2048\\)"),
+        (b"\xdb\xff\xff\xff\xff", "a string of 4294967295 bytes"),
+        (b"\xc4\x21" + bytes(33), "a binary value of 33 bytes \\(at most 32\\)"),
+        (b"\x91\xdd\xff\xff\xff\xff", "an array of 4294967295 items \\(at most 4096\\)"),
+        (b"\xdc\x10\x01" + bytes(4097), "an array of 4097 items"),
+        (b"\xdf\xff\xff\xff\xff", "a map of 4294967295 entries \\(at most 64\\)"),
+        (b"\x81\xa1k\xd4\x01\x00", "ext value"),
+        (b"\xc7\x00\x01", "ext value"),
+        (b"\x91" * 4 + b"\xd9", "not valid msgpack"),  # four levels pass; truncation is msgpack's
+    ],
+)
+def test_header_limits(header, reason):
+    with pytest.raises(InvalidMessage, match=reason):
+        decode(frame(header))
+
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False),
+    st.text(max_size=300), st.binary(max_size=32),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=30,
+).flatmap(  # wrapped in 0 to 4 more arrays or maps, to reach past the depth limit often
+    lambda v: st.lists(st.booleans(), max_size=4).map(
+        lambda wraps: _wrap(v, wraps)
+    )
+)
+
+
+def _wrap(value, wraps: list[bool]):
+    for in_map in wraps:
+        value = {"k": value} if in_map else [value, 1]
+    return value
+
+
+def depth(value) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    return 0
+
+
+@SETTINGS
+@given(values)
+def test_the_nesting_scan_agrees_with_msgpack(value):
+    packed = msgpack.packb(value, use_bin_type=True)
+    if depth(value) > codec.MAX_DEPTH:
+        with pytest.raises(InvalidMessage, match="deeper than 4 levels"):
+            codec._check_nesting(packed)
+    else:
+        codec._check_nesting(packed)  # passes whatever scalars and lengths the value has
+
+
+def test_header_length_limit_is_64_kib():
+    bomb = b"\x91" * (N - 1) + b"\x90"
+    with pytest.raises(InvalidMessage, match="deeper than 4"):  # at the limit: read, and refused
+        decode(frame(bomb))
+    with pytest.raises(InvalidMessage, match=f"header length {N + 1} is over the limit of {N}"):
+        decode(frame(bomb + b"\x90"))
+
+
+# Headers within 64 KiB that build the most, or make the scan work hardest.
+_ENTRY = b"\x93\xa1t\xa7float32\x9c" + b"\x01" * 12  # ["t", "float32", [1] * 12]
+WORST_HEADERS = [
+    b"\x91" * (N - 1) + b"\x90",  # nesting
+    b"\x9f" + EMPTY_ARRAYS * 15,  # too many arrays
+    b"\x92" + EMPTY_ARRAYS * 2,  # as many arrays as allowed
+    b"\x92" + (b"\xdc\x10\x00" + b"\x80" * 4096) * 2,  # as many maps
+    b"\x9f" + (b"\xdc\x10\x00" + bytes(4096)) * 15,  # 61,440 scalars
+    b"\xdc\x0f\xff" + (b"\xaf" + b"x" * 15) * 4095,  # strings
+    b"\xdc\x0f\xff" + (b"\xcb" + bytes(8)) * 4095,  # floats
+    b"\x81\xa7tensors\xdc\x0a\x8c" + _ENTRY * 2700,  # a tensor table
+]
+
+
+def test_worst_headers_are_refused_in_little_memory():
+    for header in WORST_HEADERS:
+        assert len(header) <= N
+        data = frame(header)
+        tracemalloc.start()
+        try:
+            with pytest.raises(InvalidMessage):
+                decode(data)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 10 << 20, (header[:8], peak)
+
+
+def test_expected_sender_is_checked_against_the_signature_and_the_header():
+    me, other = peer_id_of(KEY), peer_id_of(OTHER)
+    assert decode(sample_message(), expected_sender=me).sender == me
+    relayed = sample_message(key=OTHER)  # a valid update of OTHER's, sent by KEY's peer
+    with pytest.raises(BadSignature, match=f"key of {me}, the peer that sent it"):
+        decode(relayed, expected_sender=me)
+    assert decode(relayed).sender == other
+    impostor = craft(setter("sender", me), key=OTHER)  # OTHER signs a header naming KEY
+    with pytest.raises(InvalidMessage, match=f"signed and sent by {other} but names {me}"):
+        decode(impostor, expected_sender=other)
+    with pytest.raises(BadSignature, match=f"does not verify against sender {me}"):
+        decode(impostor)
+    with pytest.raises(InvalidMessage, match="the sending peer 'QmNotEd25519' has no Ed25519 key"):
+        decode(sample_message(), expected_sender="QmNotEd25519")
+
+
+def test_an_unsigned_header_is_never_unpacked_when_the_sender_is_known(monkeypatch):
+    bomb = frame(b"\x91" * (N - 1) + b"\x90")
+    with pytest.raises(InvalidMessage, match="deeper than 4"):
+        decode(bomb)
+    calls = []
+    monkeypatch.setattr(codec, "_unpack", lambda *a: calls.append(a))
+    monkeypatch.setattr(codec, "_check_nesting", lambda *a: calls.append(a))
+    with pytest.raises(BadSignature, match="not signed by its sender"):
+        decode(bomb, expected_sender=peer_id_of(KEY))
+    assert calls == []
+
+
+def test_encode_keeps_to_the_header_limits():
+    tiny = {f"{i:x}": torch.zeros(0, dtype=torch.bool) for i in range(codec.MAX_TENSORS)}
+    update = decode(sample_message(tiny, metrics={}))
+    assert len(update.tensors) == codec.MAX_TENSORS and len(update.header) <= N
+    with pytest.raises(ValueError, match="4097 tensors \\(at most 4096\\)"):
+        sample_message({**tiny, "x": torch.zeros(0)})
+    long_names = {"n" * 500 + str(i): torch.zeros(1) for i in range(140)}
+    with pytest.raises(ValueError, match="the header would be 7[0-9]{4} bytes, over the limit of 65536"):
+        sample_message(long_names)
 
 
 def frame(header: bytes, payload: bytes = b"") -> bytes:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from p2pfl.protocol import codec
 from p2pfl.protocol.codec import decode, encode, pack_signed, state_dict
+from p2pfl.protocol.consortium import consortium_of
 from p2pfl.protocol.messages import InvalidMessage
 
 pytestmark = pytest.mark.filterwarnings("ignore:The given buffer is not writable")
@@ -23,6 +24,7 @@ def message(tensors: dict[str, torch.Tensor]) -> bytes:
     return bytes(
         encode(
             KEY,
+            consortium=consortium_of({"training": {"lr": 0.5}, "gossip": {"k": 2}}),
             round=9,
             fingerprint="0f" * 32,
             num_samples=33,

@@ -1,0 +1,148 @@
+"""Which consortium and run an update belongs to: a digest of the settings all members share.
+
+Every update carries, under its signature, the ID of the sender's consortium and a short digest
+of each section it was built from (see codec.py), so a member of two consortia cannot have an
+update captured in one replayed into the other, and a node whose settings drifted from the
+others' is told which section differs. Pure: no I/O.
+
+Canonical form of a section (what its digest covers): the value as JSON with keys sorted, no
+spaces (`,` and `:` separators), ASCII only (other characters as \\uXXXX escapes), ints in
+decimal, floats as Python's repr (`0.1`, `1e-05`, `-0.0`; NaN and infinities as `NaN`,
+`Infinity`, `-Infinity`), `true`, `false`, `null`. Only dicts with str keys, lists, tuples (as
+lists), str, int, float, bool and None are accepted. 1 and 1.0 are different values: callers
+normalise types before.
+
+    section digest = sha256(canonical JSON, UTF-8)
+    consortium id  = sha256(b"p2pfl consortium v1\\0" + for each section in name (code point) order:
+                            name (UTF-8) + b"\\0" + section digest)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from p2pfl.protocol.messages import InvalidMessage, ModelUpdate
+
+ID_CONTEXT = b"p2pfl consortium v1\0"
+DIGEST_SIZE = 32
+SHORT_DIGEST_SIZE = 8  # what an update's header carries per section
+MAX_SECTIONS = 16
+MAX_SECTION_NAME = 32
+SECTION_NAME = re.compile(rf"[a-z_]{{1,{MAX_SECTION_NAME}}}")
+SHORT_ID = 8  # hex characters of an ID shown in messages
+
+
+@dataclass(frozen=True)
+class Consortium:
+    """A consortium's ID and the SHA-256 of each section it was derived from (see module doc)."""
+
+    id: bytes
+    sections: dict[str, bytes] = field(hash=False)
+
+    def __post_init__(self) -> None:
+        try:
+            check_sections(self.sections, DIGEST_SIZE)
+        except InvalidMessage as e:
+            raise ValueError(f"not a valid consortium: {e}") from None
+        object.__setattr__(self, "sections", dict(self.sections))  # a copy: the caller's may change
+        if self.id != consortium_id(self.sections):
+            raise ValueError("not a valid consortium: its id is not the digest of its sections")
+
+    def short_sections(self) -> dict[str, bytes]:
+        """Section name -> first 8 bytes of its digest, in name order, as an update's header has."""
+        return {name: self.sections[name][:SHORT_DIGEST_SIZE] for name in sorted(self.sections)}
+
+
+def consortium_of(sections: Mapping[str, object]) -> Consortium:
+    """The Consortium of `sections` (name -> JSON-able value); ValueError if one cannot be hashed."""
+    digests = {name: section_digest(name, value) for name, value in sections.items()}
+    return Consortium(consortium_id(digests), digests)
+
+
+def section_digest(name: str, value: object) -> bytes:
+    """SHA-256 of the canonical JSON of one section's value."""
+    return hashlib.sha256(canonical_json(value, f"section {name!r}").encode()).digest()
+
+
+def canonical_json(value: object, where: str = "value") -> str:
+    """The canonical JSON text of `value` (see module doc); ValueError names a bad part."""
+    plain = _plain(value, where)
+    return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def consortium_id(digests: Mapping[str, bytes]) -> bytes:
+    """sha256 of the context and each (name, NUL, digest) in name order."""
+    h = hashlib.sha256(ID_CONTEXT)
+    for name in sorted(digests):
+        h.update(name.encode() + b"\0" + digests[name])
+    return h.digest()
+
+
+def check_sections(sections: object, digest_size: int) -> None:
+    """Raise InvalidMessage unless `sections` maps at most 16 names [a-z_]{1,32} to digests."""
+    if type(sections) is not dict:
+        raise InvalidMessage(f"sections is {_a(sections)}, not a map")
+    if len(sections) > MAX_SECTIONS:
+        raise InvalidMessage(f"sections has {len(sections)} entries (at most {MAX_SECTIONS})")
+    for name, digest in sections.items():
+        if type(name) is not str or not SECTION_NAME.fullmatch(name):
+            raise InvalidMessage(
+                f"section name {_short(name)} is not 1 to {MAX_SECTION_NAME} characters of a-z and _"
+            )
+        if type(digest) is not bytes or len(digest) != digest_size:
+            raise InvalidMessage(f"section {name!r} digest {_short(digest)} is not {digest_size} bytes")
+
+
+def check_consortium(update: ModelUpdate, mine: Consortium) -> None:
+    """Raise InvalidMessage, naming the sections that differ, unless `update` is of `mine`."""
+    if update.consortium == mine.id:
+        return
+    theirs = update.sections
+    ours = mine.short_sections()
+    changed = sorted(n for n in ours.keys() & theirs.keys() if ours[n] != theirs[n])
+    parts = [f"different settings in {', '.join(changed)}"] if changed else []
+    if only_theirs := sorted(theirs.keys() - ours.keys()):
+        parts.append(f"sections only the sender has: {', '.join(only_theirs)}")
+    if only_ours := sorted(ours.keys() - theirs.keys()):
+        parts.append(f"sections only this node has: {', '.join(only_ours)}")
+    if not parts:  # the short digests all match, the IDs do not: the header contradicts itself
+        parts.append("every section digest the sender lists matches this node's")
+    raise InvalidMessage(
+        f"consortium {update.consortium.hex()[:SHORT_ID]} differs from this node's "
+        f"{mine.id.hex()[:SHORT_ID]}: {'; '.join(parts)} "
+        "(the members' rosters or settings are not the same)"
+    )
+
+
+def _plain(value: object, where: str) -> object:
+    """`value` as plain dicts and lists; ValueError naming the first part with no JSON form."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if type(value) in (list, tuple):
+        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]  # type: ignore[arg-type]
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise ValueError(f"{where} has the key {key!r}: section keys must be strings")
+            out[key] = _plain(item, f"{where}.{key}")
+        return out
+    raise ValueError(
+        f"{where} is {_a(value)}; a consortium section holds only dicts, lists, str, int, "
+        "float, bool and None"
+    )
+
+
+def _a(value: object) -> str:
+    name = type(value).__name__
+    return f"an {name}" if name[0] in "aeiouAEIOU" else f"a {name}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
