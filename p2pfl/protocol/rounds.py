@@ -3,10 +3,34 @@
 Round t at node i: train locally from x_i(t); send the result to the out-neighbours of round t;
 collect round-t updates from the in-neighbours until all have arrived or the deadline passes;
 combine with the mixing weights of row i, re-normalised over what arrived; checkpoint; go to
-t+1. Updates for a future round are buffered (at most max_ahead rounds ahead); a valid update
-from further ahead means this node fell behind (it was down), and it catches up by jumping to
-that round. Stale and duplicate updates are dropped; non-members and non-neighbours are
-rejected.
+t+1. Updates for a future round are buffered (at most max_ahead rounds ahead). Stale and
+duplicate updates are dropped; non-members and non-neighbours are rejected.
+
+Catching up, and why one member cannot make anyone skip rounds
+---------------------------------------------------------------
+A node that was down (a restart, a long freeze) finds its neighbours rounds ahead; it must
+jump forward or it would run every missed round alone, one deadline each. But a jump skips
+rounds, and a lying member could claim the last round to end everyone's training. The rule:
+
+1. An update from further ahead than max_ahead is *evidence*, not a contribution: after the
+   same checks as any update it is held, the latest one per in-neighbour (memory is bounded by
+   the in-degree), and changes nothing by itself.
+2. The node jumps only when at least `quorum` distinct in-neighbours hold evidence, and only to
+   R, the quorum-th highest round they claim: at least `quorum` members vouch for R or later.
+   The daemon sets quorum = max(2, b + 1), where b is the aggregator's tolerance (trimmed_mean's
+   b; 0 for mean, median and clipped): with at most b liars, at least one witness is honest and
+   really is at R, and even under plain mean one lying member moves no one. A node that has
+   fewer in-neighbours than the quorum never jumps; it runs its missed rounds by deadline.
+3. The adopted model goes through the configured aggregator like any round's: an `Aggregate`
+   of the node's last checkpointed model and the witnesses' models, equal weights. A robust
+   aggregator thus trims a lying witness just as it trims a lying contribution.
+4. The jump is reported (`Checkpoint.caught_up_from` and `.witnesses`), so the driver writes a
+   warning line and one row per skipped round saying on whose word it skipped.
+Why no bound on the length of one jump: the quorum already guarantees an honest witness at R or
+later, and a bound would not stop b + 1 colluders, who can repeat their claim every round.
+Evidence that falls inside the buffer window as the node advances is dropped, not used: else
+a member could fix its contribution to a future round in advance with an old model. Only right
+after a jump do the witnesses' updates become contributions of their rounds: they are current.
 
 The machine never touches a socket, clock or file. The driver (the daemon, a test, a
 simulator) feeds it events through its methods and carries out the actions they return:
@@ -23,7 +47,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from p2pfl.gossip.mixing import weighted_average_state
 from p2pfl.gossip.topology import Topology
 from p2pfl.protocol.checks import Spec, check_against
 from p2pfl.protocol.messages import InvalidMessage, ModelUpdate
@@ -57,14 +80,21 @@ class Aggregate:
     weights: tuple[float, ...]
     states: tuple[State, ...] = field(repr=False)
     missing: tuple[str, ...] = ()  # in-neighbours that did not arrive before the deadline
+    catch_up_to: int | None = None  # a catch-up: states[1:] are the witnesses' later models
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Persist `params` as the start of round `round` (atomically)."""
+    """Persist `params` as the start of round `round` (atomically).
+
+    After a catch-up, rounds `caught_up_from` .. round - 1 were skipped on the word of
+    `witnesses` (peer IDs); otherwise `caught_up_from` is None and round - 1 ended normally.
+    """
 
     round: int
     params: State = field(repr=False)
+    caught_up_from: int | None = None
+    witnesses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,7 +114,17 @@ class Reject:
     dropped: bool = False
 
 
-Action = Train | Send | Aggregate | Checkpoint | Done | Reject
+@dataclass(frozen=True)
+class Held:
+    """An update from beyond the buffer window, held as catch-up evidence (to log)."""
+
+    sender: str
+    round: int
+    witnesses: int  # distinct in-neighbours holding evidence now
+    quorum: int
+
+
+Action = Train | Send | Aggregate | Checkpoint | Done | Reject | Held
 
 
 class Phase(enum.Enum):
@@ -109,11 +149,15 @@ class RoundMachine:
         max_ahead: int = 2,
         validate: Callable[[ModelUpdate], State] | None = None,
         catch_up: bool = True,
+        quorum: int = 2,
     ) -> None:
         """`validate` turns a decoded update into the tensors to combine, raising
         InvalidMessage (default: `check_against` the model's specs). Without `catch_up`,
-        updates more than max_ahead rounds ahead are rejected instead of jumped to (for
-        updates that are not models, e.g. CHOCO's compressed differences)."""
+        updates more than max_ahead rounds ahead are rejected instead of held as evidence (for
+        updates that are not models, e.g. CHOCO's compressed differences). `quorum`: distinct
+        in-neighbours whose evidence a jump needs (see the module docstring); at least 2."""
+        if quorum < 2:
+            raise ValueError("a catch-up needs the word of at least 2 members")
         if self_id not in members:
             raise ValueError("this node is not in the roster")
         if topology.n != len(members):
@@ -130,6 +174,9 @@ class RoundMachine:
         self.max_ahead = max_ahead
         self.validate = validate or (lambda update: check_against(update, specs))
         self.catch_up = catch_up
+        self.quorum = quorum
+        self.claims: dict[str, tuple[int, State]] = {}  # sender -> its latest far-ahead update
+        self.jump: tuple[int, tuple[str, ...]] | None = None  # catch-up being aggregated: round, witnesses
         self.phase = Phase.TRAINING
         self.own: State | None = None
         self.pending: dict[int, dict[str, State]] = {}  # round -> sender -> checked tensors
@@ -170,12 +217,15 @@ class RoundMachine:
             return [Reject(sender, r, "duplicate update for this round", dropped=True)]
         if r > self.round + self.max_ahead and not self.catch_up:
             return [Reject(sender, r, f"too far ahead: this node is at round {self.round}")]
+        if r > self.round + self.max_ahead and r <= self.claims.get(sender, (-1,))[0]:
+            return [Reject(sender, r, "already holds a later or equal update from it", dropped=True)]
         try:
             tensors = self.validate(update)
         except InvalidMessage as exc:
             return [Reject(sender, r, str(exc))]
         if r > self.round + self.max_ahead:
-            return self._catch_up(r, sender, tensors)
+            self.claims[sender] = (r, tensors)
+            return [Held(sender, r, len(self.claims), self.quorum)] + self._maybe_catch_up()
         self.pending.setdefault(r, {})[sender] = tensors
         return self._maybe_aggregate(deadline=False) if r == self.round else []
 
@@ -191,10 +241,18 @@ class RoundMachine:
             return []
         self.params = params
         self.own = None
-        self.pending.pop(round, None)
-        self.round += 1
-        actions: list[Action] = [Checkpoint(self.round, params)]
-        return actions + self.start()
+        if self.jump is not None:
+            (target, witnesses), self.jump = self.jump, None
+            checkpoint = Checkpoint(target, params, caught_up_from=round, witnesses=witnesses)
+            self.round = target
+        else:
+            self.round += 1
+            checkpoint = Checkpoint(self.round, params)
+        self.pending = {r: v for r, v in self.pending.items() if r >= self.round}
+        self._absorb_claims(jumped=checkpoint.caught_up_from is not None)
+        self.phase = Phase.TRAINING  # between rounds: a jump may start here
+        jump = self._maybe_catch_up()
+        return [checkpoint] + (jump or self.start())
 
     # -- neighbourhood of a round ---------------------------------------------------------
 
@@ -214,16 +272,27 @@ class RoundMachine:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _catch_up(self, r: int, sender: str, tensors: State) -> list[Action]:
-        """An in-neighbour is more than max_ahead rounds ahead (this node was down): jump to
-        round r from the average of this node's model and the neighbour's, and keep that
-        update as a round-r contribution."""
-        params = weighted_average_state([self.params, tensors], [0.5, 0.5])
-        self.pending = {k: v for k, v in self.pending.items() if k >= r}
-        self.pending.setdefault(r, {})[sender] = tensors
-        self.round, self.params, self.own = r, params, None
-        actions: list[Action] = [Checkpoint(r, params)]
-        return actions + self.start()
+    def _absorb_claims(self, jumped: bool) -> None:
+        """Evidence now inside the buffer window is dropped, except right after a jump: then it
+        is the witnesses' current update and becomes a buffered contribution of its round."""
+        for sender, (r, tensors) in list(self.claims.items()):
+            if r <= self.round + self.max_ahead:
+                del self.claims[sender]
+                if jumped and r >= self.round:
+                    self.pending.setdefault(r, {}).setdefault(sender, tensors)
+
+    def _maybe_catch_up(self) -> list[Action]:
+        """Jump when `quorum` in-neighbours vouch for a later round (see the module docstring):
+        aggregate the last checkpointed model with the witnesses' models."""
+        if self.phase in (Phase.AGGREGATING, Phase.DONE) or len(self.claims) < self.quorum:
+            return []
+        target = sorted((r for r, _ in self.claims.values()), reverse=True)[self.quorum - 1]
+        witnesses = tuple(p for p in self.members if self.claims.get(p, (-1,))[0] >= target)
+        self.jump = (target, witnesses)
+        self.phase = Phase.AGGREGATING
+        states = (self.params,) + tuple(self.claims[p][1] for p in witnesses)
+        weights = (1.0 / len(states),) * len(states)
+        return [Aggregate(self.round, witnesses, weights, states, catch_up_to=target)]
 
     def _maybe_aggregate(self, deadline: bool) -> list[Action]:
         if self.phase is not Phase.COLLECTING:
