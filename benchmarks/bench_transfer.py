@@ -33,6 +33,7 @@ async def _serve_libp2p() -> None:
 
     async def handler(stream) -> None:
         await transfer.receive(stream, 1 << 31, transfer.Timeouts())
+        await transfer.reply(stream, transfer.Ack.ACCEPTED, "", transfer.Timeouts())
         await stream.close()
 
     host.set_stream_handler(TProtocol(PROTOCOL), handler)

@@ -113,6 +113,7 @@ kind = "mlp"                     # logreg or mlp
 hidden = [32]
 
 [training]
+run = "run-1"                    # the same at every hospital; updates of another run are refused
 rounds = 50
 local_steps = 10                 # mini-batch steps per round
 batch_size = 32

@@ -8,15 +8,19 @@ network wait, a deadline per round, atomic checkpoints and a metrics line per ro
 
 from __future__ import annotations
 
+import errno
+import gc
 import os
 import signal
+import socket
+import threading
 import time
 
 import numpy as np
 import torch
 import trio
 
-from p2pfl.errors import UserError
+from p2pfl.errors import EXIT_OK, InUseError, StateWriteError, UserError
 from p2pfl.gossip.compression import parse_compression
 from p2pfl.gossip.robust import parse_aggregator
 from p2pfl.gossip.topology import build_topology
@@ -30,16 +34,29 @@ from p2pfl.net import checkpoint, transfer
 from p2pfl.net.eventlog import EventLog
 from p2pfl.net.host import PROTOCOL, make_host, multiaddrs, peer_id, quiet_libp2p_logs
 from p2pfl.net.settings import NodeSettings
+from p2pfl.net.shared_settings import shared_sections
+from p2pfl.net.state_lock import StateLock
 from p2pfl.protocol.codec import decode, encode
+from p2pfl.protocol.consortium import check_consortium, consortium_of
 from p2pfl.protocol.identity import load_key, peer_id_of
 from p2pfl.protocol.messages import InvalidMessage
 from p2pfl.protocol.payload import UpdateFormat
 from p2pfl.protocol.roster import Roster, load_roster
-from p2pfl.protocol.rounds import Aggregate, Checkpoint, Done, Reject, RoundMachine, Send, Train
+from p2pfl.protocol.rounds import (
+    Aggregate,
+    Checkpoint,
+    Done,
+    Held,
+    Reject,
+    RoundMachine,
+    Send,
+    Train,
+)
 
 RETRY_PAUSE = 0.5  # seconds between delivery attempts to a peer that is not reachable yet
 HEADER_ALLOWANCE = 1 << 20  # bytes an update may carry beyond its raw tensors
 MAX_INBOUND = 3  # concurrent transfers per peer (rounds t .. t + max_ahead): bounds memory
+STOP_GRACE = 1.5  # seconds a stop by signal may take to close the host
 
 
 class Node:
@@ -72,9 +89,11 @@ class Node:
         self.optimizer = make_optimizer(self.model, OptimConfig(t.optimizer, t.lr, t.momentum))
         self.state_dir = settings.path(settings.node.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_lock = StateLock(self.state_dir)  # one node per state folder, held until exit
+        self.state_lock.acquire()
         initial = flatten(self.model)  # the same at every member (same seed)
         self.n_params = initial.numel()
-        start = checkpoint.load(self.state_dir, self.model, self.optimizer)
+        start = self._restore()
         self.fingerprint = fingerprint(self.model)
         self.plan = BatchPlan(self.data.plan_sizes, t.batch_size, t.local_steps, seed=t.seed)
         self.aggregator = parse_aggregator(g.aggregator)
@@ -90,9 +109,12 @@ class Node:
         self.format = UpdateFormat(self.specs, self.fingerprint, parse_compression(g.compression),
                                    self.aggregator, initial, self.members, restarted=start > 0,
                                    static=not self.topology.time_varying)
+        self.consortium = consortium_of(shared_sections(settings, roster))
+        # a catch-up needs the word of more members than the aggregator tolerates (rounds.py)
         self.machine = RoundMachine(self.self_id, self.members, self.topology, self.specs,
                                     self._params(), start_round=start, rounds=t.rounds,
-                                    validate=self.format.incoming, catch_up=self.format.choco is None)
+                                    validate=self.format.incoming, catch_up=self.format.choco is None,
+                                    quorum=max(2, self.aggregator.b + 1))
         rt = g.round_timeout
         self.timeouts = transfer.Timeouts(connect=min(10.0, rt), chunk=min(30.0, rt), ack=min(60.0, 2 * rt))
         # An update is this model's tensors plus a header: refuse anything much larger before
@@ -102,13 +124,35 @@ class Node:
         self.wire_events: dict[int, trio.Event] = {}
         self.stats: dict[int, dict[str, float]] = {}
         self.done = trio.Event()
+        self.stopping = threading.Event()  # a signal or a failed write: stop now, training included
+        self.exit_code = EXIT_OK
         self.model_lock = trio.Lock()
         self.sends_in_flight = 0
         self.host = None
         self.nursery: trio.Nursery | None = None
         self.log.info("loaded", peer_id=self.self_id, index=self.index, members=len(self.members),
                       train_rows=len(self.data.y_train), params=self.n_params,
-                      start_round=start, rounds=t.rounds, topology=g.topology)
+                      start_round=start, rounds=t.rounds, topology=g.topology,
+                      consortium=self.consortium.id.hex()[:16])
+        self._check_catch_up()
+
+    def _restore(self) -> int:
+        """Load the last good checkpoint and make metrics.jsonl agree with it; the round to start."""
+        restored = checkpoint.recover(self.state_dir, self.model, self.optimizer)
+        for warning in restored.warnings:
+            self.log.warn("checkpoint_fallback", reason=warning)
+        if restored.repairs:
+            self.log.info("state_repaired", what="; ".join(restored.repairs))
+        return restored.round
+
+    def _check_catch_up(self) -> None:
+        """Say at start if this node can never catch up by jumping (too few in-neighbours)."""
+        if self.topology.time_varying or not self.machine.catch_up:
+            return
+        have = len(self.topology.in_neighbors(self.index, 0))
+        if have < self.machine.quorum:
+            self.log.warn("catch_up_impossible", in_neighbours=have, quorum=self.machine.quorum,
+                          effect="after a restart this node runs its missed rounds by deadline")
 
     def _check_aggregator(self) -> None:
         """A robust rule needs enough models every round: check the topology before starting."""
@@ -141,34 +185,65 @@ class Node:
 
     # -- main loop ------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Serve until every round is done or SIGINT/SIGTERM; the last checkpoint is kept."""
+    async def run(self) -> int:
+        """Serve until every round is done, SIGINT/SIGTERM or a failed state write; returns the
+        exit code. The last good checkpoint is always kept."""
         quiet_libp2p_logs()
         from libp2p.custom_types import TProtocol
 
-        self.host = make_host(self.key)
+        # torch and the data are loaded: freeze them out of the cyclic GC, so that the objects of
+        # a large received header do not set off a full collection over them (~70 ms measured)
+        gc.collect()
+        gc.freeze()
+
+        _check_listen(self.settings.node.listen)
+        self.allowed = set(self.members)  # the host's gate reads this set (kept for roster changes)
+        self.host = make_host(self.key, allowed=self.allowed, on_refused=self._stranger,
+                              on_ip_refused=self._ip_refused)
         self.host.set_stream_handler(TProtocol(PROTOCOL), self._on_stream)
         listen = multiaddrs([self.settings.node.listen])
         async with self.host.run(listen_addrs=listen), trio.open_nursery() as nursery:
+            if not self.host.get_addrs():
+                raise InUseError(f"node.listen {self.settings.node.listen}: could not listen there")
             self.nursery = nursery
             self.log.info("listening", addrs=",".join(str(a) for a in self.host.get_addrs()))
             nursery.start_soon(self._watch_signals)
             await self._dispatch(self.machine.start())
             await self.done.wait()
+            # finished: let the last sends reach the neighbours (a signal cuts this short)
             with trio.move_on_after(self.timeouts.ack):
-                while self.sends_in_flight:
+                while self.sends_in_flight and not self.stopping.is_set():
                     await trio.sleep(0.05)
             nursery.cancel_scope.cancel()
+            with trio.move_on_after(STOP_GRACE):
+                await _quiet(self.host.close())
+        self.log.flush_suppressed()
+        return self.exit_code
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 self.log.info("stopping", signal=signal.Signals(signum).name, round=self.machine.round)
-                self.done.set()
+                self._stop(EXIT_OK)
                 return
+
+    def _stop(self, code: int) -> None:
+        """Stop now: training ends after its current step, no new round starts."""
+        if not self.stopping.is_set():
+            self.exit_code = code
+        self.stopping.set()
+        self.done.set()
+
+    def _stranger(self, peer: str, reason: str) -> None:
+        self.log.warn_limited("stranger_refused", peer, peer_id=peer, reason=reason)
+
+    def _ip_refused(self, ip: str, reason: str) -> None:
+        self.log.warn_limited("connection_refused", ip, ip=ip, reason=reason)
 
     async def _dispatch(self, actions: list) -> None:
         for action in actions:
+            if self.stopping.is_set():
+                return
             if isinstance(action, Train):
                 self.nursery.start_soon(self._train, action)
             elif isinstance(action, Send):
@@ -181,9 +256,16 @@ class Node:
                 self.log.info("done", round=action.round)
                 self.done.set()
             elif isinstance(action, Reject):
-                log = self.log.info if action.dropped else self.log.warn
-                log("update_rejected", sender=self.names.get(action.sender, action.sender),
-                    round=action.round, reason=action.reason)
+                fields = dict(sender=self.names.get(action.sender, action.sender), round=action.round,
+                              reason=action.reason)
+                if action.dropped:
+                    self.log.info("update_dropped", **fields)
+                else:
+                    self.log.warn_limited("update_rejected", f"{action.sender} {action.reason}", **fields)
+            elif isinstance(action, Held):
+                self.log.warn_limited("catch_up_evidence", action.sender, sender=self.names[action.sender],
+                                      round=action.round, this_round=self.machine.round,
+                                      witnesses=action.witnesses, quorum=action.quorum)
 
     # -- actions --------------------------------------------------------------------------
 
@@ -193,21 +275,32 @@ class Node:
             steps = self.plan.round(action.round)
             batches = [s.index[self.data.plan_row] for s in steps]
             loss = await trio.to_thread.run_sync(self._train_sync, action.round, action.params, batches)
+        if self.stopping.is_set():
+            return
         self.stats.setdefault(action.round, {}).update(
             start=start, train_loss=loss, train_seconds=time.monotonic() - start)
         await self._dispatch(self.machine.local_model_ready(action.round, self._params()))
 
     def _train_sync(self, round: int, params: dict[str, torch.Tensor], batches: list[np.ndarray]) -> float:
+        """Local steps, one at a time so that a stop is seen within one step."""
         with torch.no_grad():
             for name, p in self.model.named_parameters():
                 p.copy_(params[name])
         x, y = self.data.x_train, self.data.y_train
+        noise = None
         if self.privacy.noise > 0:
             seed = (self.settings.training.seed * 1_000_003 + self.index) * 1_000_003 + round
             noise = torch.Generator().manual_seed(seed)
-            return dp_train_steps(self.model, self.optimizer, x, y, batches, self.privacy.clip,
-                                  self.privacy.noise, generator=noise)
-        return train_steps(self.model, self.optimizer, x, y, batches)
+        losses = []
+        for batch in batches:
+            if self.stopping.is_set():
+                break
+            if noise is not None:
+                losses.append(dp_train_steps(self.model, self.optimizer, x, y, [batch], self.privacy.clip,
+                                             self.privacy.noise, generator=noise))
+            else:
+                losses.append(train_steps(self.model, self.optimizer, x, y, [batch]))
+        return sum(losses) / len(losses) if losses else float("nan")
 
     async def _send_all(self, action: Send) -> None:
         self.stats.setdefault(action.round, {})["sent"] = time.monotonic()
@@ -217,7 +310,7 @@ class Node:
             tensors, encoding = self.format.outgoing(action.round, action.params)
             return encode(self.key, round=action.round, fingerprint=self.fingerprint,
                           num_samples=len(self.data.y_train), weight=1.0, tensors=tensors,
-                          metrics={"train_loss": loss}, encoding=encoding)
+                          metrics={"train_loss": loss}, encoding=encoding, consortium=self.consortium)
 
         data = await trio.to_thread.run_sync(build)
         self._wired(action.round).set()
@@ -237,26 +330,33 @@ class Node:
         try:
             while True:
                 try:
-                    await self._deliver(peer, round, data)
+                    ack = await self._deliver(peer, round, data)
                     self._count(round, "bytes_out", len(data))
+                    if ack is transfer.Ack.DROPPED:
+                        self.log.info("send_dropped", peer=self.names[peer], round=round)
+                    return
+                except transfer.Refused as exc:  # the peer checked it and said why: a retry won't help
+                    self.log.warn_limited("send_rejected", peer, peer=self.names[peer], round=round,
+                                          reason=str(exc))
                     return
                 except Exception as exc:  # noqa: BLE001 - a failed peer must never stop this node
-                    refused = isinstance(exc, transfer.TransferError)
-                    if refused or trio.current_time() + RETRY_PAUSE >= give_up:
+                    failed = isinstance(exc, transfer.TransferError)
+                    if failed or trio.current_time() + RETRY_PAUSE >= give_up:
                         self.log.warn("send_failed", peer=self.names[peer], round=round, reason=_reason(exc))
                         return
                 await trio.sleep(RETRY_PAUSE)
         finally:
             self.sends_in_flight -= 1
 
-    async def _deliver(self, peer: str, round: int, data) -> None:
+    async def _deliver(self, peer: str, round: int, data) -> transfer.Ack:
         stream = None
         try:
             pid = await self._connect(peer)
             with trio.fail_after(self.timeouts.connect):
                 stream = await self.host.new_stream(pid, [PROTOCOL])
-            await transfer.send(stream, round, data, self.timeouts)
+            ack = await transfer.send(stream, round, data, self.timeouts)
             await stream.close()
+            return ack
         except BaseException:
             if stream is not None:
                 with trio.move_on_after(1):
@@ -283,38 +383,50 @@ class Node:
 
     async def _on_stream(self, stream) -> None:
         peer = stream.muxed_conn.peer_id.to_base58()
-        if peer not in self.names:
-            self.log.warn("stranger_refused", peer_id=peer, reason="peer ID not in the roster")
+        if peer not in self.names:  # the host's gate refuses strangers; this is defence in depth
+            self._stranger(peer, "peer ID not in the roster")
             await _quiet(stream.reset())
             return
         name = self.names[peer]
         if self.receiving.get(peer, 0) >= MAX_INBOUND:
-            self.log.warn("transfer_refused", peer=name,
-                          reason=f"{MAX_INBOUND} transfers from it are in progress")
+            self.log.warn_limited("transfer_refused", peer, peer=name,
+                                  reason=f"{MAX_INBOUND} transfers from it are in progress")
             await _quiet(stream.reset())
             return
         self.receiving[peer] = self.receiving.get(peer, 0) + 1
         try:
             round, payload = await transfer.receive(stream, self.max_bytes, self.timeouts,
                                                     lambda r: self._refuse(peer, r))
+            self._count(round, "bytes_in", len(payload))
+            code, reason, actions = await self._check(peer, round, payload)
+            await transfer.reply(stream, code, reason, self.timeouts)
         except Exception as exc:  # noqa: BLE001 - any bad transfer: log one line, reset, go on
-            self.log.warn("transfer_failed", peer=name, reason=_reason(exc))
+            self.log.warn_limited("transfer_failed", f"{peer} {_reason(exc)}", peer=name, reason=_reason(exc))
             with trio.move_on_after(1):
                 await _quiet(stream.reset())
             return
         finally:
             self.receiving[peer] -= 1
-        self._count(round, "bytes_in", len(payload))
+        await self._dispatch(actions)
+
+    async def _check(self, peer: str, round: int, payload) -> tuple[transfer.Ack, str, list]:
+        """The verdict on a received update (for the ack) and the machine's actions. Checked in
+        order: signature (with the sender's key, before the header is parsed), sender,
+        consortium, round, then the model (in the machine)."""
         try:
-            update = await trio.to_thread.run_sync(decode, payload, self.max_bytes)
-            if update.sender != peer:
-                raise InvalidMessage("the update is signed by another member than the one sending it")
+            update = await trio.to_thread.run_sync(decode, payload, self.max_bytes, peer)
             if update.round != round:
-                raise InvalidMessage(f"header says round {round}, the update {update.round}")
+                raise InvalidMessage(f"transfer header says round {round}, the signed update {update.round}")
+            check_consortium(update, self.consortium)
         except InvalidMessage as exc:
-            self.log.warn("update_rejected", sender=name, round=round, reason=str(exc))
-            return
-        await self._dispatch(self.machine.update_received(update))
+            self.log.warn_limited("update_rejected", f"{peer} {exc}", sender=self.names[peer],
+                                  round=round, reason=str(exc))
+            return transfer.Ack.REJECTED, str(exc), []
+        actions = self.machine.update_received(update)
+        verdict = next((a for a in actions if isinstance(a, Reject) and a.sender == peer), None)
+        if verdict is None:
+            return transfer.Ack.ACCEPTED, "", actions
+        return (transfer.Ack.DROPPED if verdict.dropped else transfer.Ack.REJECTED), verdict.reason, actions
 
     def _refuse(self, peer: str, round: int) -> str | None:
         """Why an announced update is not worth reading (checked before the payload)."""
@@ -345,41 +457,64 @@ class Node:
         await self._dispatch(self.machine.aggregated(action.round, new))
 
     async def _checkpoint(self, action: Checkpoint) -> None:
-        finished = action.round - 1
-        stats = self.stats.pop(finished, {})
-        # The checkpoint and its metrics line are written together: a stop never splits them.
+        """Write the checkpoint and the metrics rows of the rounds it ends (shielded: a stop
+        never splits them; the checkpoint carries its last row, so a crash between the two
+        is repaired at start)."""
+        first = action.round - 1 if action.caught_up_from is None else action.caught_up_from
+        stats = {r: self.stats.pop(r, {}) for r in range(first, action.round)}
         with trio.CancelScope(shield=True):
             async with self.model_lock:
-                acc = await trio.to_thread.run_sync(self._save_sync, action)
-            row = self._metrics_row(action.round, stats, acc)
-            await trio.to_thread.run_sync(checkpoint.append_metrics, self.state_dir, row)
-        self.log.info("round_done", round=finished, val_accuracy=acc, train_loss=row["train_loss"],
-                      heard=len(row["heard_from"]), missing=",".join(row["missing"]) or "-",
-                      seconds=row["seconds"], **({"epsilon": row["epsilon"]} if row["epsilon"] else {}))
+                try:
+                    rows = await trio.to_thread.run_sync(self._save_sync, action, stats)
+                except StateWriteError as exc:
+                    self.log.error("state_write_failed", error=str(exc), exit_code=exc.exit_code,
+                                   effect="stopping; the last good checkpoint is kept")
+                    self._stop(exc.exit_code)
+                    return
+        row = rows[-1]
+        if action.caught_up_from is not None:
+            self.log.warn("rounds_skipped", first=action.caught_up_from, last=action.round - 1,
+                          on_word_of=",".join(row["on_word_of"]), now_at=action.round)
+        self.log.info("round_done", round=row["round"], val_accuracy=row["val_accuracy"],
+                      train_loss=row["train_loss"], heard=len(row["heard_from"]),
+                      missing=",".join(row["missing"]) or "-", seconds=row["seconds"],
+                      **({"epsilon": row["epsilon"]} if row["epsilon"] else {}))
 
-    def _metrics_row(self, next_round: int, stats: dict, acc: float) -> dict[str, object]:
-        """The metrics.jsonl line of the round that ends with checkpoint `next_round`."""
-        stats["seconds"] = round(time.monotonic() - stats["start"], 3) if "start" in stats else None
+    def _save_sync(self, action: Checkpoint, stats: dict[int, dict]) -> list[dict[str, object]]:
+        """Rows of the ended rounds, then the checkpoint holding the last one, then that row."""
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                p.copy_(action.params[name])
+        acc = accuracy(self.model, self.data.x_val, self.data.y_val)
+        witnesses = [self.names[p] for p in action.witnesses]
+        rows = [self._metrics_row(r, stats[r], acc, witnesses if action.caught_up_from is not None else None)
+                for r in sorted(stats)]
+        for row in rows[:-1]:
+            checkpoint.append_metrics(self.state_dir, row)
+        checkpoint.save(self.state_dir, action.round, self.model, self.optimizer, metrics_row=rows[-1])
+        checkpoint.append_metrics(self.state_dir, rows[-1])
+        return rows
+
+    def _metrics_row(self, round: int, stats: dict, acc: float,
+                     skipped_for: list[str] | None) -> dict[str, object]:
+        """The metrics.jsonl line of `round`; `skipped_for`: the witnesses of a catch-up that
+        skipped it (None if the round ended normally)."""
+        seconds = round_to(time.monotonic() - stats["start"], 3) if "start" in stats else None
         return {
-            "round": next_round - 1,
+            "round": round,
+            "skipped": skipped_for is not None,
+            "on_word_of": skipped_for or [],
             "train_loss": stats.get("train_loss"),
-            "train_seconds": round(stats["train_seconds"], 4) if "train_seconds" in stats else None,
+            "train_seconds": round_to(stats["train_seconds"], 4) if "train_seconds" in stats else None,
             "val_accuracy": acc,
             "heard_from": stats.get("heard", []),
             "missing": stats.get("missing", []),
             "bytes_in": int(stats.get("bytes_in", 0)),
             "bytes_out": int(stats.get("bytes_out", 0)),
             "wait_seconds": _span(stats, "sent", "aggregating"),
-            "epsilon": round(self.epsilon(next_round), 4) if self.privacy.noise > 0 else None,
-            "seconds": stats["seconds"],
+            "epsilon": round_to(self.epsilon(round + 1), 4) if self.privacy.noise > 0 else None,
+            "seconds": seconds,
         }
-
-    def _save_sync(self, action: Checkpoint) -> float:
-        with torch.no_grad():
-            for name, p in self.model.named_parameters():
-                p.copy_(action.params[name])
-        checkpoint.save(self.state_dir, action.round, self.model, self.optimizer)
-        return accuracy(self.model, self.data.x_val, self.data.y_val)
 
     def _count(self, round: int, key: str, n: int) -> None:
         stats = self.stats.setdefault(round, {})
@@ -390,14 +525,50 @@ class Node:
 
 
 def run_node(settings: NodeSettings) -> int:
-    """Build and run a node; returns the exit code."""
+    """Build and run a node; returns the exit code (see p2pfl.errors)."""
     node = Node.from_settings(settings)
-    trio.run(node.run)
-    return 0
+    try:
+        return trio.run(node.run)
+    except BaseExceptionGroup as group:  # trio nurseries wrap what escaped a task
+        raise _user_error(group, settings) from None
+    except OSError as exc:
+        raise _user_error(exc, settings) from None
+
+
+def _user_error(exc: BaseException, settings: NodeSettings) -> BaseException:
+    """The one-line error for what ended the node, or `exc` itself if it is a bug."""
+    leaves = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+    for leaf in leaves:
+        while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
+            leaf = leaf.exceptions[0]
+        if isinstance(leaf, UserError):
+            return leaf
+    return exc
+
+
+def _check_listen(listen: str) -> None:
+    """py-libp2p 0.8.1 listens on nothing, silently, when the port is taken: bind it first to
+    say so (the host binds with SO_REUSEADDR too, so a port in TIME_WAIT is not refused)."""
+    parts = listen.split("/")
+    if len(parts) < 5 or parts[1] not in ("ip4", "ip6") or parts[3] != "tcp" or parts[4] == "0":
+        return
+    family = socket.AF_INET if parts[1] == "ip4" else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((parts[2], int(parts[4])))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InUseError(f"node.listen {listen}: the address is already in use (another node "
+                                 "or program listens there)") from None
+            raise UserError(f"node.listen {listen}: cannot listen there ({exc.strerror})") from None
+
+
+round_to = round  # `round` is a parameter name (the protocol round) in this module
 
 
 def _span(stats: dict, a: str, b: str) -> float | None:
-    return round(stats[b] - stats[a], 4) if a in stats and b in stats else None
+    return round_to(stats[b] - stats[a], 4) if a in stats and b in stats else None
 
 
 async def _quiet(awaitable) -> None:

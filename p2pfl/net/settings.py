@@ -33,6 +33,7 @@ class ModelSection:
 
 @dataclass
 class TrainingSection:
+    run: str = ""  # a name for this training run, the same at every member: a new name starts a new run
     rounds: int = 10
     local_steps: int = 10
     batch_size: int = 32

@@ -1,14 +1,20 @@
-"""One model update per libp2p stream: a fixed header, the payload in chunks, a one-byte ack.
+"""One model update per libp2p stream: a fixed header, the payload in chunks, then an ack.
 
 Header (53 bytes, big-endian): magic b"P2FL", format version (1 byte), round (u64), payload size
 (u64), SHA-256 of the payload (32 bytes). The receiver checks the sender's authenticated peer
 ID against the roster before reading anything, bounds the declared size before reading the
 payload, reads with a timeout on every chunk, and verifies size and hash at the end (an EOF
 from a crashed sender looks like a normal close). A timed-out or failed stream is reset.
+
+The ack comes after the receiver has checked the update (signature, consortium, round, model),
+so a rejected update never looks delivered: one code byte (`Ack`), one length byte, and up to
+255 bytes of UTF-8 reason, which the sender logs ("rejected: fingerprint ...").
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import hashlib
 import struct
 from collections.abc import Callable
@@ -17,11 +23,20 @@ from dataclasses import dataclass
 import trio
 
 MAGIC = b"P2FL"
-VERSION = 1
+VERSION = 2  # 2: the ack carries a code and a reason, sent after the checks
 HEADER = struct.Struct(">4sBQQ32s")
 CHUNK = 1 << 20  # 1 MiB: the unit of writes, and of read progress under one timeout
 WRITE = 4 << 20  # bytes per write call
-ACK_OK, ACK_REFUSED = b"\x00", b"\x01"
+MAX_REASON = 255  # bytes of reason text in an ack
+
+
+class Ack(enum.IntEnum):
+    """What the receiver did with an update."""
+
+    ACCEPTED = 0  # checked and used (or held as catch-up evidence)
+    REFUSED = 1  # declined from the transfer header, before the payload was read
+    REJECTED = 2  # read and checked: invalid for this node (the reason says why)
+    DROPPED = 3  # valid but not needed: stale round or a duplicate
 
 
 class TransferError(Exception):
@@ -72,15 +87,43 @@ async def read_exactly(stream, n: int, timeouts: Timeouts) -> bytearray:
     return buf
 
 
-async def send(stream, round: int, payload: bytes | memoryview, timeouts: Timeouts) -> None:
-    """Send one update on an open stream and wait for the receiver's ack."""
+class Refused(TransferError):
+    """The receiver read the update, or its header, and declined it; retrying will not help."""
+
+    def __init__(self, code: Ack, reason: str):
+        super().__init__(f"{code.name.lower()}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+def pack_ack(code: Ack, reason: str = "") -> bytes:
+    """The ack bytes: code, length, reason (cut to MAX_REASON bytes of UTF-8)."""
+    text = reason.encode("utf-8")[:MAX_REASON].decode("utf-8", "ignore").encode("utf-8")
+    return bytes([code, len(text)]) + text
+
+
+async def reply(stream, code: Ack, reason: str, timeouts: Timeouts) -> None:
+    """Send the receiver's verdict on the update it read."""
+    with trio.fail_after(timeouts.chunk):
+        await stream.write(pack_ack(code, reason))
+
+
+async def send(stream, round: int, payload: bytes | memoryview, timeouts: Timeouts) -> Ack:
+    """Send one update on an open stream and wait for the receiver's ack: ACCEPTED or
+    DROPPED is returned; REFUSED or REJECTED raises `Refused` with the receiver's reason."""
     header = await trio.to_thread.run_sync(pack_header, round, payload)
     await write_all(stream, header, timeouts)
     await write_all(stream, payload, timeouts)
-    with trio.fail_after(timeouts.ack):
-        ack = await stream.read(1)
-    if ack != ACK_OK:
-        raise TransferError("the receiver refused the update")
+    # the receiver checks the whole update before it answers: wait up to the ack timeout
+    head = await read_exactly(stream, 2, dataclasses.replace(timeouts, chunk=timeouts.ack))
+    try:
+        code = Ack(head[0])
+    except ValueError:
+        raise TransferError(f"unknown ack code {head[0]}") from None
+    reason = bytes(await read_exactly(stream, head[1], timeouts)).decode("utf-8", "replace")
+    if code in (Ack.REFUSED, Ack.REJECTED):
+        raise Refused(code, reason or "no reason given")
+    return code
 
 
 async def receive(
@@ -89,7 +132,8 @@ async def receive(
     timeouts: Timeouts,
     refuse: Callable[[int], str | None] | None = None,
 ) -> tuple[int, bytearray]:
-    """Read one update: (round, payload). `refuse(round)` may decline it before the payload."""
+    """Read one update: (round, payload); the caller checks it, then `reply`s. `refuse(round)`
+    may decline it before the payload (the REFUSED ack is sent here)."""
     raw = await read_exactly(stream, HEADER.size, timeouts)
     magic, version, round, size, digest = HEADER.unpack(raw)
     if magic != MAGIC or version != VERSION:
@@ -98,12 +142,10 @@ async def receive(
         raise TransferError(f"declared size {size:,} bytes exceeds the limit of {max_size:,}")
     reason = refuse(round) if refuse else None
     if reason:
-        await stream.write(ACK_REFUSED)
+        await reply(stream, Ack.REFUSED, reason, timeouts)
         raise TransferError(f"round {round} refused before reading: {reason}")
     payload = await read_exactly(stream, size, timeouts)
     actual = await trio.to_thread.run_sync(lambda: hashlib.sha256(payload).digest())
     if actual != digest:
         raise TransferError("payload SHA-256 does not match the header")
-    with trio.fail_after(timeouts.chunk):
-        await stream.write(ACK_OK)
     return round, payload

@@ -97,6 +97,14 @@ class Consortium:
     def key(self, name: str):
         return load_key(self.folder / name / "node.key")
 
+    def binding(self, name: str):
+        """The consortium ID the named node signs into its updates (p2pfl.protocol.consortium)."""
+        from p2pfl.config import node_settings
+        from p2pfl.net.shared_settings import shared_sections
+        from p2pfl.protocol.consortium import consortium_of
+
+        return consortium_of(shared_sections(node_settings(self.configs[name]), self.roster))
+
     def address(self, name: str) -> str:
         member = self.roster.by_name(name)
         return f"{member.addresses[0]}/p2p/{member.peer_id}"

@@ -15,6 +15,7 @@ from p2pfl.learning.params import fingerprint
 from p2pfl.net import transfer
 from p2pfl.net.host import PROTOCOL, make_host, peer_id
 from p2pfl.protocol.codec import encode
+from p2pfl.protocol.consortium import consortium_of
 from p2pfl.protocol.identity import generate_key
 
 ROUNDS = 5
@@ -78,11 +79,14 @@ async def _open(host, pid):
 
 
 async def _try_send(host, pid, round, data):
-    """Send an update; returns the error text, or None if the node accepted the transfer."""
+    """Send an update; returns the receiver's refusal ("rejected: why") or another error's
+    type, or None if the node accepted the update."""
     stream = await _open(host, pid)
     try:
         await transfer.send(stream, round, data, transfer.Timeouts(connect=5, chunk=5, ack=5))
         return None
+    except transfer.Refused as exc:
+        return str(exc)
     except Exception as exc:  # noqa: BLE001
         return type(exc).__name__
     finally:
@@ -108,9 +112,13 @@ def test_stranger_is_refused_and_members_are_unaffected(consortium):
     c.wait_for(lambda: "event=listening" in c.log("hospital-1"), what="hospital-1 to listen")
     stranger = generate_key()
     tensors, fp = _model_tensors()
-    data = encode(stranger, round=ROUNDS - 1, fingerprint=fp, num_samples=1, weight=1.0, tensors=tensors)
-    result = trio.run(_client, stranger, c.address("hospital-1"),
-                      lambda host, pid: _try_send(host, pid, ROUNDS - 1, data))
+    data = encode(stranger, consortium=consortium_of({}), round=ROUNDS - 1, fingerprint=fp, num_samples=1,
+                  weight=1.0, tensors=tensors)
+    try:
+        result = trio.run(_client, stranger, c.address("hospital-1"),
+                          lambda host, pid: _try_send(host, pid, ROUNDS - 1, data))
+    except Exception as exc:  # noqa: BLE001 - refused right after the Noise handshake
+        result = type(exc).__name__
     assert result is not None  # the transfer failed for the stranger
     assert c.wait() == {"hospital-1": 0, "hospital-2": 0}
     assert "event=stranger_refused" in c.log("hospital-1")
@@ -129,22 +137,26 @@ def test_member_sending_bad_updates_is_rejected_and_the_node_keeps_running(conso
     last = ROUNDS - 1
     tensors, fp = _model_tensors()
     nan_tensors, _ = _model_tensors(nan=True)
-    good = bytes(encode(key, round=last, fingerprint=fp, num_samples=1, weight=1.0, tensors=tensors))
+    binding = c.binding("hospital-4")
+    good = bytes(encode(key, consortium=binding, round=last, fingerprint=fp, num_samples=1,
+                        weight=1.0, tensors=tensors))
 
     async def attacks(host, pid):
         results = {}
         results["garbage"] = await _try_send(host, pid, last, b"\x93not an update at all" * 100)
         results["fingerprint"] = await _try_send(host, pid, last, bytes(encode(
-            key, round=last, fingerprint="0" * 64, num_samples=1, weight=1.0, tensors=tensors)))
+            key, consortium=binding, round=last, fingerprint="0" * 64, num_samples=1, weight=1.0,
+            tensors=tensors)))
         results["nan"] = await _try_send(host, pid, last, bytes(encode(
-            key, round=last, fingerprint=fp, num_samples=1, weight=1.0, tensors=nan_tensors)))
+            key, consortium=binding, round=last, fingerprint=fp, num_samples=1, weight=1.0,
+            tensors=nan_tensors)))
         # a header declaring 10 GB
         stream = await _open(host, pid)
         await stream.write(transfer.HEADER.pack(transfer.MAGIC, transfer.VERSION, last, 10 * 10**9,
                                                 bytes(32)))
         with trio.move_on_after(5):
             try:
-                results["huge"] = await stream.read(1)
+                results["huge"] = await stream.read(2)
             except Exception as exc:  # noqa: BLE001
                 results["huge"] = type(exc).__name__
         # stops mid-payload: announce the good update, send a third, then go away
@@ -155,7 +167,10 @@ def test_member_sending_bad_updates_is_rejected_and_the_node_keeps_running(conso
         return results
 
     results = trio.run(_client, key, c.address("hospital-1"), attacks)
-    assert results["garbage"] is None and results["fingerprint"] is None and results["nan"] is None
+    # the ack comes after the checks and says why (the sender logs it)
+    assert results["garbage"].startswith("rejected: ")
+    assert results["fingerprint"].startswith("rejected: model fingerprint")
+    assert results["nan"].startswith("rejected: ") and "NaN" in results["nan"]
     running = ["hospital-1", "hospital-2", "hospital-3"]
     assert c.wait(*running) == {name: 0 for name in running}
     log = c.log("hospital-1")
