@@ -395,19 +395,27 @@ class Node:
             return
         self.receiving[peer] = self.receiving.get(peer, 0) + 1
         try:
-            round, payload = await transfer.receive(stream, self.max_bytes, self.timeouts,
-                                                    lambda r: self._refuse(peer, r))
+            try:
+                round, payload = await transfer.receive(stream, self.max_bytes, self.timeouts,
+                                                        lambda r: self._refuse(peer, r))
+            except Exception as exc:  # noqa: BLE001 - any bad transfer: log one line, reset, go on
+                await self._transfer_failed(stream, peer, exc)
+                return
             self._count(round, "bytes_in", len(payload))
             code, reason, actions = await self._check(peer, round, payload)
-            await transfer.reply(stream, code, reason, self.timeouts)
-        except Exception as exc:  # noqa: BLE001 - any bad transfer: log one line, reset, go on
-            self.log.warn_limited("transfer_failed", f"{peer} {_reason(exc)}", peer=name, reason=_reason(exc))
-            with trio.move_on_after(1):
-                await _quiet(stream.reset())
-            return
         finally:
             self.receiving[peer] -= 1
-        await self._dispatch(actions)
+        try:
+            await transfer.reply(stream, code, reason, self.timeouts)
+        except Exception as exc:  # noqa: BLE001 - the sender went away: its update still counts
+            await self._transfer_failed(stream, peer, exc)
+        await self._dispatch(actions)  # the machine has moved: its actions must run in any case
+
+    async def _transfer_failed(self, stream, peer: str, exc: Exception) -> None:
+        reason = _reason(exc)
+        self.log.warn_limited("transfer_failed", f"{peer} {reason}", peer=self.names[peer], reason=reason)
+        with trio.move_on_after(1):
+            await _quiet(stream.reset())
 
     async def _check(self, peer: str, round: int, payload) -> tuple[transfer.Ack, str, list]:
         """The verdict on a received update (for the ack) and the machine's actions. Checked in

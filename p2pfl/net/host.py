@@ -1,4 +1,4 @@
-"""A libp2p host as DESIGN.md prescribes: TCP, Noise only, Yamux only, one connection per peer.
+"""A libp2p host as docs/architecture.md describes: TCP, Noise only, Yamux only, one connection per peer.
 
 The default py-libp2p host also accepts /plaintext, which lets a dialer claim any peer ID, so
 the security options are always given explicitly. The identity is the node's own Ed25519 key
