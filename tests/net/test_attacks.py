@@ -52,7 +52,7 @@ def test_a_member_claiming_the_last_round_moves_no_one(consortium, aggregator):
 
 
 def test_a_restarted_node_catches_up_on_the_word_of_two_neighbours(consortium):
-    c = consortium(nodes=4, rounds=12, round_timeout=1.5)
+    c = consortium(nodes=4, rounds=16, round_timeout=1.5)
     c.start()
     c.wait_for(lambda: len(c.metrics("hospital-2")) >= 2, what="hospital-2 to finish 2 rounds")
     c.signal("hospital-2", signal.SIGKILL)
@@ -64,7 +64,7 @@ def test_a_restarted_node_catches_up_on_the_word_of_two_neighbours(consortium):
     c.start("hospital-2")
     assert c.wait() == {name: 0 for name in c.names}
     rows = c.metrics("hospital-2")
-    assert [r["round"] for r in rows] == list(range(12))
+    assert [r["round"] for r in rows] == list(range(16))
     skipped = [r for r in rows if r["skipped"]]
     assert skipped and skipped[0]["round"] == resumed_at
     assert all(sorted(r["on_word_of"]) == ["hospital-1", "hospital-3"] for r in skipped)
@@ -73,7 +73,7 @@ def test_a_restarted_node_catches_up_on_the_word_of_two_neighbours(consortium):
 
 
 def test_strangers_cannot_lock_a_node_out(consortium):
-    c = consortium(nodes=3, rounds=40, round_timeout=1.0)
+    c = consortium(nodes=3, rounds=30, round_timeout=2.0)
     c.start()
     c.wait_for(lambda: len(c.metrics("hospital-2")) >= 1, what="a first round")
     c.signal("hospital-2", signal.SIGKILL)

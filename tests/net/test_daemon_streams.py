@@ -1,0 +1,67 @@
+"""The daemon's stream handler in one process, with a scripted stream (no network)."""
+
+from __future__ import annotations
+
+import io
+
+import trio
+
+from p2pfl.config import node_settings
+from p2pfl.net import transfer
+from p2pfl.net.daemon import Node
+from p2pfl.net.eventlog import EventLog
+from p2pfl.protocol.codec import encode
+from p2pfl.protocol.identity import peer_id_of
+
+
+class ScriptedStream:
+    """Reads come from `incoming`; writes fail (the sender went away before the ack)."""
+
+    class _Conn:
+        def __init__(self, peer: str):
+            from p2pfl.net.host import peer_id
+
+            self.peer_id = peer_id(peer)
+
+    def __init__(self, peer: str, incoming: bytes):
+        self.muxed_conn = self._Conn(peer)
+        self.incoming = memoryview(incoming)
+        self.was_reset = False
+
+    async def read(self, n: int) -> bytes:
+        chunk, self.incoming = bytes(self.incoming[:n]), self.incoming[n:]
+        return chunk
+
+    async def write(self, data: bytes) -> None:
+        raise ConnectionResetError("the sender closed the stream")
+
+    async def reset(self) -> None:
+        self.was_reset = True
+
+
+def test_an_update_whose_ack_cannot_be_sent_still_counts(consortium):
+    c = consortium(nodes=4, rounds=8)
+    out = io.StringIO()
+    settings = node_settings(c.configs["hospital-1"])
+    from p2pfl.protocol.identity import load_key
+    from p2pfl.protocol.roster import load_roster
+
+    node = Node(settings, load_key(c.folder / "hospital-1" / "node.key"),
+                load_roster(c.folder / "roster.toml"), EventLog("hospital-1", out))
+    sender = c.key("hospital-2")  # a ring neighbour of hospital-1
+    claim = 7  # far ahead: held as catch-up evidence, an action the daemon must still carry out
+    update = bytes(encode(sender, consortium=node.consortium, round=claim, fingerprint=node.fingerprint,
+                          num_samples=1, weight=1.0, tensors=node._params()))
+    stream = ScriptedStream(peer_id_of(sender), transfer.pack_header(claim, update) + update)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            node.nursery = nursery
+            await node._on_stream(stream)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    log = out.getvalue()
+    assert stream.was_reset and "event=transfer_failed" in log
+    assert "event=catch_up_evidence sender=hospital-2 round=7" in log
+    assert peer_id_of(sender) in node.machine.claims and node.receiving[peer_id_of(sender)] == 0
