@@ -69,6 +69,7 @@ from p2pfl.protocol.messages import (
     ModelUpdate,
     TensorRecord,
 )
+from p2pfl.protocol.wording import a_type, short
 
 if sys.byteorder != "little":  # tensors go on the wire in native order, which must be little
     raise ImportError("p2pfl.protocol.codec needs a little-endian machine")
@@ -198,7 +199,7 @@ def _prepare(
     """The checked header map and the tensors' bytes, for `encode` and `encode_parts`."""
     if not isinstance(consortium, Consortium):
         raise ValueError(
-            f"consortium is {_a(consortium)}, not a Consortium (see consortium.consortium_of)"
+            f"consortium is {a_type(consortium)}, not a Consortium (see consortium.consortium_of)"
         )
     sources = [_tensor_source(name, t) for name, t in tensors.items()]
     header: dict[str, Any] = {
@@ -428,7 +429,7 @@ def _sender_key(peer_id: str) -> Ed25519PublicKey:
     try:
         return public_key_from_peer_id(peer_id)
     except InvalidPeerId as e:
-        raise InvalidMessage(f"the sending peer {_short(peer_id)} has no Ed25519 key: {e}") from None
+        raise InvalidMessage(f"the sending peer {short(peer_id)} has no Ed25519 key: {e}") from None
 
 
 def signature_ok(update: ModelUpdate) -> bool:
@@ -602,77 +603,77 @@ def _map_without_duplicates(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
     if len(out) != len(pairs):
         seen: set[Any] = set()
         dup = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise InvalidMessage(f"header has a map with the key {_short(dup)} twice")
+        raise InvalidMessage(f"header has a map with the key {short(dup)} twice")
     return out
 
 
 def _check_header(header: object) -> dict[str, Any]:
     """Type- and range-check every header field; returns the header map."""
     if not isinstance(header, dict):
-        raise InvalidMessage(f"header is {_a(header)}, not a map")
+        raise InvalidMessage(f"header is {a_type(header)}, not a map")
     if "version" in header and header["version"] != FORMAT_VERSION:
         raise InvalidMessage(
-            f"unsupported format version {_short(header['version'])} (expected {FORMAT_VERSION})"
+            f"unsupported format version {short(header['version'])} (expected {FORMAT_VERSION})"
         )
     missing = [k for k in HEADER_KEYS if k not in header]
     if missing:
         raise InvalidMessage(f"header is missing field(s): {', '.join(missing)}")
     unknown = sorted((k for k in header if k not in HEADER_KEYS), key=repr)
     if unknown:
-        raise InvalidMessage(f"header has unknown field(s): {', '.join(map(_short, unknown))}")
+        raise InvalidMessage(f"header has unknown field(s): {', '.join(map(short, unknown))}")
     _expect_int(header, "version", 0, MAX_UINT63)
     sender = header["sender"]
     if type(sender) is not str:
-        raise InvalidMessage(f"sender is {_a(sender)}, not a string")
+        raise InvalidMessage(f"sender is {a_type(sender)}, not a string")
     try:
         public_key_from_peer_id(sender)
     except InvalidPeerId as e:
         raise InvalidMessage(f"sender: {e}") from None
     consortium = header["consortium"]
     if type(consortium) is not bytes or len(consortium) != DIGEST_SIZE:
-        raise InvalidMessage(f"consortium {_short(consortium)} is not {DIGEST_SIZE} bytes")
+        raise InvalidMessage(f"consortium {short(consortium)} is not {DIGEST_SIZE} bytes")
     check_sections(header["sections"], SHORT_DIGEST_SIZE)
     _expect_int(header, "round", 0, MAX_UINT63)
     fp = header["fingerprint"]
     if type(fp) is not str or len(fp) != 64 or not _HEX.issuperset(fp):
-        raise InvalidMessage(f"fingerprint {_short(fp)} is not 64 lowercase hex characters")
+        raise InvalidMessage(f"fingerprint {short(fp)} is not 64 lowercase hex characters")
     _expect_int(header, "num_samples", 0, MAX_UINT63)
     weight = header["weight"]
     if type(weight) is not float or not math.isfinite(weight) or weight < 0:
-        raise InvalidMessage(f"weight {_short(weight)} is not a finite float >= 0")
+        raise InvalidMessage(f"weight {short(weight)} is not a finite float >= 0")
     encoding = header["encoding"]
     if type(encoding) is not str or not 0 < len(encoding) <= MAX_ENCODING_LENGTH:
-        raise InvalidMessage(f"encoding {_short(encoding)} is not a string of 1 to "
+        raise InvalidMessage(f"encoding {short(encoding)} is not a string of 1 to "
                              f"{MAX_ENCODING_LENGTH} characters")
     _check_metrics(header["metrics"])
     _check_tensor_table(header["tensors"])
     digest = header["payload_digest"]
     if type(digest) is not bytes or len(digest) != DIGEST_SIZE:
-        raise InvalidMessage(f"payload_digest {_short(digest)} is not {DIGEST_SIZE} bytes")
+        raise InvalidMessage(f"payload_digest {short(digest)} is not {DIGEST_SIZE} bytes")
     return header
 
 
 def _expect_int(header: dict[str, Any], key: str, lo: int, hi: int) -> None:
     value = header[key]
     if type(value) is not int or not lo <= value <= hi:
-        raise InvalidMessage(f"{key} {_short(value)} is not an integer in [{lo}, {hi}]")
+        raise InvalidMessage(f"{key} {short(value)} is not an integer in [{lo}, {hi}]")
 
 
 def _check_metrics(metrics: object) -> None:
     if type(metrics) is not dict:
-        raise InvalidMessage(f"metrics is {_a(metrics)}, not a map")
+        raise InvalidMessage(f"metrics is {a_type(metrics)}, not a map")
     if len(metrics) > MAX_METRICS:
         raise InvalidMessage(f"metrics has {len(metrics)} entries (at most {MAX_METRICS})")
     for k, v in metrics.items():
         if type(k) is not str or not 0 < len(k) <= MAX_NAME_LENGTH:
-            raise InvalidMessage(f"metric name {_short(k)} is not a non-empty short string")
+            raise InvalidMessage(f"metric name {short(k)} is not a non-empty short string")
         if type(v) is not float:
-            raise InvalidMessage(f"metric {k!r} is {_a(v)}, not a float")
+            raise InvalidMessage(f"metric {k!r} is {a_type(v)}, not a float")
 
 
 def _check_tensor_table(table: object) -> None:
     if type(table) is not list:
-        raise InvalidMessage(f"tensors is {_a(table)}, not an array")
+        raise InvalidMessage(f"tensors is {a_type(table)}, not an array")
     if len(table) > MAX_TENSORS:
         raise InvalidMessage(f"{len(table)} tensors (at most {MAX_TENSORS})")
     seen: set[str] = set()
@@ -681,24 +682,24 @@ def _check_tensor_table(table: object) -> None:
             raise InvalidMessage(f"tensor #{i} is not a [name, dtype, shape] array")
         name, dtype, shape = entry
         if type(name) is not str or not 0 < len(name) <= MAX_NAME_LENGTH:
-            raise InvalidMessage(f"tensor #{i} name {_short(name)} is not a non-empty short string")
+            raise InvalidMessage(f"tensor #{i} name {short(name)} is not a non-empty short string")
         where = f"tensor #{i} ({name!r})"
         if name in seen:
             raise InvalidMessage(f"{where}: the name appears twice")
         seen.add(name)
         if type(dtype) is not str or dtype not in DTYPES:
             raise InvalidMessage(
-                f"{where}: dtype {_short(dtype)} is not one of {', '.join(DTYPES)}"
+                f"{where}: dtype {short(dtype)} is not one of {', '.join(DTYPES)}"
             )
         if type(shape) is not list:
-            raise InvalidMessage(f"{where}: shape is {_a(shape)}, not an array")
+            raise InvalidMessage(f"{where}: shape is {a_type(shape)}, not an array")
         if len(shape) > MAX_NDIM:
             raise InvalidMessage(f"{where}: {len(shape)} dimensions (at most {MAX_NDIM})")
         for d in shape:
             if type(d) is not int or d < 0:
-                raise InvalidMessage(f"{where}: dimension {_short(d)} is not an integer >= 0")
+                raise InvalidMessage(f"{where}: dimension {short(d)} is not an integer >= 0")
         if math.prod(max(d, 1) for d in shape) > MAX_UINT63:  # strides must fit in int64
-            raise InvalidMessage(f"{where}: shape {_short(shape)} is too large")
+            raise InvalidMessage(f"{where}: shape {short(shape)} is too large")
 
 
 def _records(table: list[list[Any]], payload: memoryview) -> tuple[TensorRecord, ...]:
@@ -752,14 +753,3 @@ def _cpu_count() -> int:
 
 def _align(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
-
-
-def _a(value: object) -> str:
-    """'a list', 'an int': how a wrong value's type reads in an error."""
-    name = type(value).__name__
-    return f"an {name}" if name[0] in "aeiouAEIOU" else f"a {name}"
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

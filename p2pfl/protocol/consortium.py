@@ -24,9 +24,9 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from p2pfl.protocol.messages import InvalidMessage, ModelUpdate
+from p2pfl.protocol.wording import a_type, short
 
 ID_CONTEXT = b"p2pfl consortium v1\0"
 DIGEST_SIZE = 32
@@ -86,16 +86,16 @@ def consortium_id(digests: Mapping[str, bytes]) -> bytes:
 def check_sections(sections: object, digest_size: int) -> None:
     """Raise InvalidMessage unless `sections` maps at most 16 names [a-z_]{1,32} to digests."""
     if type(sections) is not dict:
-        raise InvalidMessage(f"sections is {_a(sections)}, not a map")
+        raise InvalidMessage(f"sections is {a_type(sections)}, not a map")
     if len(sections) > MAX_SECTIONS:
         raise InvalidMessage(f"sections has {len(sections)} entries (at most {MAX_SECTIONS})")
     for name, digest in sections.items():
         if type(name) is not str or not SECTION_NAME.fullmatch(name):
             raise InvalidMessage(
-                f"section name {_short(name)} is not 1 to {MAX_SECTION_NAME} characters of a-z and _"
+                f"section name {short(name)} is not 1 to {MAX_SECTION_NAME} characters of a-z and _"
             )
         if type(digest) is not bytes or len(digest) != digest_size:
-            raise InvalidMessage(f"section {name!r} digest {_short(digest)} is not {digest_size} bytes")
+            raise InvalidMessage(f"section {name!r} digest {short(digest)} is not {digest_size} bytes")
 
 
 def check_consortium(update: ModelUpdate, mine: Consortium) -> None:
@@ -133,16 +133,6 @@ def _plain(value: object, where: str) -> object:
             out[key] = _plain(item, f"{where}.{key}")
         return out
     raise ValueError(
-        f"{where} is {_a(value)}; a consortium section holds only dicts, lists, str, int, "
+        f"{where} is {a_type(value)}; a consortium section holds only dicts, lists, str, int, "
         "float, bool and None"
     )
-
-
-def _a(value: object) -> str:
-    name = type(value).__name__
-    return f"an {name}" if name[0] in "aeiouAEIOU" else f"a {name}"
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

@@ -74,6 +74,15 @@ class Consortium:
                 raise AssertionError(f"timed out waiting for {what}")
             time.sleep(0.05)
 
+    def kill_after(self, name: str, rounds: int) -> int:
+        """Start all nodes, kill -9 `name` once it has finished `rounds` rounds; returns the
+        rounds it had finished (its checkpoint round)."""
+        self.start()
+        self.wait_for(lambda: len(self.metrics(name)) >= rounds, what=f"{name} to finish {rounds} rounds")
+        self.signal(name, signal.SIGKILL)
+        self.wait(name)
+        return len(self.metrics(name))
+
     def signal(self, name: str, sig: int) -> None:
         self.procs[name].send_signal(sig)
 

@@ -53,11 +53,7 @@ def test_a_member_claiming_the_last_round_moves_no_one(consortium, aggregator):
 
 def test_a_restarted_node_catches_up_on_the_word_of_two_neighbours(consortium):
     c = consortium(nodes=4, rounds=16, round_timeout=1.5)
-    c.start()
-    c.wait_for(lambda: len(c.metrics("hospital-2")) >= 2, what="hospital-2 to finish 2 rounds")
-    c.signal("hospital-2", signal.SIGKILL)
-    c.wait("hospital-2")
-    resumed_at = len(c.metrics("hospital-2"))
+    resumed_at = c.kill_after("hospital-2", 2)
     # its neighbours go on by deadline until they are more than max_ahead (2) rounds ahead
     c.wait_for(lambda: min(len(c.metrics(n)) for n in ("hospital-1", "hospital-3")) >= resumed_at + 4,
                what="the neighbours to get 4 rounds ahead")
@@ -74,10 +70,7 @@ def test_a_restarted_node_catches_up_on_the_word_of_two_neighbours(consortium):
 
 def test_strangers_cannot_lock_a_node_out(consortium):
     c = consortium(nodes=3, rounds=30, round_timeout=2.0)
-    c.start()
-    c.wait_for(lambda: len(c.metrics("hospital-2")) >= 1, what="a first round")
-    c.signal("hospital-2", signal.SIGKILL)
-    c.wait("hospital-2")
+    c.kill_after("hospital-2", 1)
     member = c.roster.by_name("hospital-1")
     done = trio.run(stranger_handshakes, member.addresses[0], member.peer_id, 300, 5.0)
     assert done >= 290  # the strangers got through their handshakes and were sent away
@@ -140,10 +133,7 @@ def test_a_corrupt_checkpoint_is_refused_and_the_previous_one_used(consortium):
     import torch
 
     c = consortium(nodes=3, rounds=4, round_timeout=1.5)
-    c.start()
-    c.wait_for(lambda: len(c.metrics("hospital-1")) >= 2, what="two rounds")
-    c.signal("hospital-1", signal.SIGKILL)
-    c.wait("hospital-1")
+    c.kill_after("hospital-1", 2)
     state = c.folder / "hospital-1" / "state"
     good = torch.load(state / "checkpoint.pt", weights_only=True)
     raw = bytearray((state / "checkpoint.pt").read_bytes())

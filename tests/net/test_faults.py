@@ -28,11 +28,7 @@ def _rounds(c, name):
 
 def test_killed_node_others_finish_and_restarted_node_resumes(consortium):
     c = consortium(nodes=4, rounds=8, round_timeout=TIMEOUT)
-    c.start()
-    c.wait_for(lambda: len(c.metrics("hospital-2")) >= 2, what="hospital-2 to finish 2 rounds")
-    c.signal("hospital-2", signal.SIGKILL)
-    c.wait("hospital-2")
-    done_before = len(c.metrics("hospital-2"))
+    done_before = c.kill_after("hospital-2", 2)
     # neighbours 1 and 3 go on without it at the deadline
     c.wait_for(lambda: any("hospital-2" in r["missing"] for r in c.metrics("hospital-1")),
                what="hospital-1 to go on without hospital-2")
