@@ -40,6 +40,7 @@ from p2pfl.protocol.codec import decode, encode
 from p2pfl.protocol.consortium import check_consortium, consortium_of
 from p2pfl.protocol.identity import load_key, peer_id_of
 from p2pfl.protocol.messages import InvalidMessage
+from p2pfl.protocol.multiaddr import InvalidMultiaddr, parse_multiaddr
 from p2pfl.protocol.payload import UpdateFormat
 from p2pfl.protocol.roster import Roster, load_roster
 from p2pfl.protocol.rounds import (
@@ -503,24 +504,24 @@ class Node:
         checkpoint.append_metrics(self.state_dir, rows[-1])
         return rows
 
-    def _metrics_row(self, round: int, stats: dict, acc: float,
+    def _metrics_row(self, ended: int, stats: dict, acc: float,
                      skipped_for: list[str] | None) -> dict[str, object]:
-        """The metrics.jsonl line of `round`; `skipped_for`: the witnesses of a catch-up that
-        skipped it (None if the round ended normally)."""
-        seconds = round_to(time.monotonic() - stats["start"], 3) if "start" in stats else None
+        """The metrics.jsonl line of round `ended`; `skipped_for`: the witnesses of a catch-up
+        that skipped it (None if the round ended normally)."""
+        seconds = round(time.monotonic() - stats["start"], 3) if "start" in stats else None
         return {
-            "round": round,
+            "round": ended,
             "skipped": skipped_for is not None,
             "on_word_of": skipped_for or [],
             "train_loss": stats.get("train_loss"),
-            "train_seconds": round_to(stats["train_seconds"], 4) if "train_seconds" in stats else None,
+            "train_seconds": round(stats["train_seconds"], 4) if "train_seconds" in stats else None,
             "val_accuracy": acc,
             "heard_from": stats.get("heard", []),
             "missing": stats.get("missing", []),
             "bytes_in": int(stats.get("bytes_in", 0)),
             "bytes_out": int(stats.get("bytes_out", 0)),
             "wait_seconds": _span(stats, "sent", "aggregating"),
-            "epsilon": round_to(self.epsilon(round + 1), 4) if self.privacy.noise > 0 else None,
+            "epsilon": round(self.epsilon(ended + 1), 4) if self.privacy.noise > 0 else None,
             "seconds": seconds,
         }
 
@@ -538,33 +539,34 @@ def run_node(settings: NodeSettings) -> int:
     try:
         return trio.run(node.run)
     except BaseExceptionGroup as group:  # trio nurseries wrap what escaped a task
-        raise _user_error(group, settings) from None
-    except OSError as exc:
-        raise _user_error(exc, settings) from None
+        raise _user_error(group) from None
 
 
-def _user_error(exc: BaseException, settings: NodeSettings) -> BaseException:
-    """The one-line error for what ended the node, or `exc` itself if it is a bug."""
-    leaves = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
-    for leaf in leaves:
+def _user_error(group: BaseExceptionGroup) -> BaseException:
+    """The UserError that ended the node (one line for the CLI), or `group` itself if a bug."""
+    for leaf in group.exceptions:
         while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
             leaf = leaf.exceptions[0]
         if isinstance(leaf, UserError):
             return leaf
-    return exc
+    return group
 
 
 def _check_listen(listen: str) -> None:
     """py-libp2p 0.8.1 listens on nothing, silently, when the port is taken: bind it first to
     say so (the host binds with SO_REUSEADDR too, so a port in TIME_WAIT is not refused)."""
-    parts = listen.split("/")
-    if len(parts) < 5 or parts[1] not in ("ip4", "ip6") or parts[3] != "tcp" or parts[4] == "0":
+    try:
+        parts = dict(parse_multiaddr(listen))
+    except InvalidMultiaddr as exc:
+        raise UserError(f"node.listen {listen}: {exc}") from None
+    host = parts.get("ip4") or parts.get("ip6")
+    if host is None or parts.get("tcp", "0") == "0":
         return
-    family = socket.AF_INET if parts[1] == "ip4" else socket.AF_INET6
+    family = socket.AF_INET if "ip4" in parts else socket.AF_INET6
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((parts[2], int(parts[4])))
+            probe.bind((host, int(parts["tcp"])))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise InUseError(f"node.listen {listen}: the address is already in use (another node "
@@ -572,11 +574,8 @@ def _check_listen(listen: str) -> None:
             raise UserError(f"node.listen {listen}: cannot listen there ({exc.strerror})") from None
 
 
-round_to = round  # `round` is a parameter name (the protocol round) in this module
-
-
 def _span(stats: dict, a: str, b: str) -> float | None:
-    return round_to(stats[b] - stats[a], 4) if a in stats and b in stats else None
+    return round(stats[b] - stats[a], 4) if a in stats and b in stats else None
 
 
 async def _quiet(awaitable) -> None:

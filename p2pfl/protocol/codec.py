@@ -110,13 +110,10 @@ MAX_DEPTH = 4
 MAX_CONTAINERS = 4 + 2 * MAX_TENSORS  # root, metrics, sections, tensors; entry and shape each
 # The most a valid header needs of each, so msgpack allocates no more. (unpackb has no
 # max_buffer_size: its buffer is the header itself, at most MAX_HEADER_SIZE bytes.)
-UNPACK_LIMITS = {
-    "max_str_len": 4 * MAX_NAME_LENGTH,  # UTF-8 bytes of the longest name
-    "max_bin_len": DIGEST_SIZE,
-    "max_array_len": MAX_TENSORS,
-    "max_map_len": max(MAX_METRICS, len(HEADER_KEYS)),
-    "max_ext_len": 0,
-}
+MAX_STR_BYTES = 4 * MAX_NAME_LENGTH  # UTF-8 bytes of the longest name
+MAX_BIN_BYTES = DIGEST_SIZE
+MAX_ARRAY_ITEMS = MAX_TENSORS
+MAX_MAP_ENTRIES = max(MAX_METRICS, len(HEADER_KEYS))
 _PARALLEL_MIN_CHUNKS = 8
 _MAX_HASH_THREADS = 8
 _HEX = frozenset("0123456789abcdef")
@@ -495,7 +492,11 @@ def _unpack(header_bytes: bytes) -> object:
             strict_map_key=True,
             use_list=True,
             object_pairs_hook=_map_without_duplicates,
-            **UNPACK_LIMITS,
+            max_str_len=MAX_STR_BYTES,
+            max_bin_len=MAX_BIN_BYTES,
+            max_array_len=MAX_ARRAY_ITEMS,
+            max_map_len=MAX_MAP_ENTRIES,
+            max_ext_len=0,
         )
     except InvalidMessage:
         raise
@@ -533,10 +534,10 @@ def _layouts() -> tuple[list[int], list[int], list[int]]:
 
 _SIZE, _KIND, _WIDTH = _layouts()
 _LIMIT = {  # the longest str/bin (bytes), array (items) and map (entries) a header may hold
-    _STR: ("a string", "bytes", UNPACK_LIMITS["max_str_len"]),
-    _BIN: ("a binary value", "bytes", UNPACK_LIMITS["max_bin_len"]),
-    _ARRAY: ("an array", "items", UNPACK_LIMITS["max_array_len"]),
-    _MAP: ("a map", "entries", UNPACK_LIMITS["max_map_len"]),
+    _STR: ("a string", "bytes", MAX_STR_BYTES),
+    _BIN: ("a binary value", "bytes", MAX_BIN_BYTES),
+    _ARRAY: ("an array", "items", MAX_ARRAY_ITEMS),
+    _MAP: ("a map", "entries", MAX_MAP_ENTRIES),
 }
 
 
