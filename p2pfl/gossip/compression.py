@@ -271,12 +271,16 @@ def encoded_bytes(c: Compression, p: int) -> int:
 
 
 def mix_compressed(
-    x: torch.Tensor, w: sp.spmatrix, c: Compression, generator: torch.Generator | None = None
+    x: torch.Tensor, w: sp.spmatrix, c: Compression, generator: torch.Generator | None = None,
+    sent: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Direct compressed gossip of all nodes: x_i <- w_ii x_i + sum_{j != i} w_ij Q(x_j)."""
+    """Direct compressed gossip of all nodes: x_i <- w_ii x_i + sum_{j != i} w_ij Q(s_j).
+
+    `sent` [N, P] (default x) is what each node sends: a simulator puts attacks there.
+    """
     if c.choco:
         raise ValueError(f"compression {c} runs through CHOCO: use ChocoStack")
-    qx = compress(c, x, generator)
+    qx = compress(c, x if sent is None else sent, generator)
     diag = torch.from_numpy(sp.csr_matrix(w).diagonal()).to(x.dtype)[:, None]
     return torch.sparse.mm(to_torch(w, x.dtype), qx) + diag * (x - qx)
 
@@ -297,9 +301,16 @@ class ChocoStack:
         self.c = c
         self.x_hat = x_hat.detach().float().clone()
 
-    def exchange(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Every node compresses x_i - x_hat_i and applies it to its public copy; returns q [N, P]."""
+    def exchange(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, online: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Every node compresses x_i - x_hat_i and applies it to its public copy; returns q [N, P].
+
+        `online` [N] bool: an offline node publishes nothing this round (its q is 0).
+        """
         q = compress(self.c, x - self.x_hat, generator)
+        if online is not None:
+            q[~online] = 0.0
         self.x_hat += q
         return q
 
