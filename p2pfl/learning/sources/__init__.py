@@ -1,0 +1,108 @@
+"""Data sources: one module per source, each defining `COMPONENT`, a `DataSource`.
+
+A source is named in settings as `name` or `name:ARGUMENT` (`csv:PATH`, `synthetic:k=v,...`).
+A *shared* source is a table every member loads identically and partitions among themselves
+(bundled or synthetic data: a trial); a source that is not shared is a hospital's own table,
+never partitioned, only split into training and validation rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from p2pfl.errors import UserError
+from p2pfl.registry import Param, Registry
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a loader is asked for: the spec, its argument and the caller's options."""
+
+    spec: str
+    argument: str
+    seed: int = 0
+    label_column: str = "label"
+    site_column: str | None = None
+    nodes: int | None = None
+    classes: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """A source's raw arrays, before the train/test split: float64 features, int64 labels."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    features: list[str]
+    site: np.ndarray | None = None  # site of each row, when the data has one
+    n_classes: int | None = None  # fixed by the caller (a csv's classes); else max label + 1
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One data source of the registry."""
+
+    name: str
+    summary: str
+    shared: bool  # every member loads the same table and takes a partition of it
+    load: Callable[[Request], Table]
+    params: tuple[Param, ...] = ()
+    argument: str = ""  # what may follow `name:` ("PATH", "k=v,..."); "" when nothing may
+    required: bool = False  # the argument must be given
+    path: bool = False  # the argument is a file path; a relative one is relative to a base folder
+    row_shape: tuple[int, ...] | None = None  # shape of one row as the model sees it (images)
+
+    @property
+    def usage(self) -> str:
+        """How a spec names this source, for help texts: `csv:PATH`, `synthetic[:k=v,...]`."""
+        if not self.argument:
+            return self.name
+        return f"{self.name}:{self.argument}" if self.required else f"{self.name}[:{self.argument}]"
+
+    def input_shape(self, n_features: int) -> tuple[int, ...]:
+        """Shape of one input row: the source's image shape, else (n_features,)."""
+        return self.row_shape if self.row_shape is not None else (n_features,)
+
+    def resolve(self, argument: str, base: Path) -> str:
+        """The argument with a relative path taken relative to `base`; others unchanged."""
+        if not self.path or Path(argument).is_absolute():
+            return argument
+        return (base / argument).as_posix()
+
+
+SOURCES: Registry[DataSource] = Registry("data source", "p2pfl.learning.sources")
+
+
+def source_of(spec: str) -> tuple[DataSource, str]:
+    """The source a spec names and its argument (all of the text after the first colon)."""
+    name, colon, argument = spec.partition(":")
+    source = SOURCES.get(name)
+    if colon and not source.argument:
+        raise UserError(f"data source {spec!r}: {source.name} takes no argument")
+    if source.required and not argument.strip():
+        raise UserError(f"data source {spec!r} needs an argument: {source.usage}")
+    return source, argument
+
+
+def shared_part(spec: str) -> str:
+    """What of a source spec every member must hold alike: all of a shared source's spec,
+    only the name of a hospital's own table (its path is each hospital's own)."""
+    source, _ = source_of(spec)
+    return spec if source.shared else source.name
+
+
+def resolve_spec(spec: str, base: Path) -> str:
+    """The spec with a relative path argument taken relative to `base`."""
+    source, argument = source_of(spec)
+    resolved = source.resolve(argument, base)
+    return spec if resolved == argument else f"{source.name}:{resolved}"
+
+
+def usages() -> str:
+    """'breast_cancer, csv:PATH, ...' for help texts."""
+    return ", ".join(source.usage for source in SOURCES)

@@ -1,0 +1,27 @@
+"""scikit-learn's bundled tables (files installed with it: no download)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from p2pfl.learning.sources import Request, Table
+
+
+def bundled(name: str) -> Table:
+    """The sklearn table `load_<name>()` with its feature names (x0, x1, ... when it has none)."""
+    from sklearn import datasets as skd
+
+    bunch = getattr(skd, f"load_{name}")()
+    names = [str(f) for f in getattr(bunch, "feature_names", [])] or [
+        f"x{i}" for i in range(bunch.data.shape[1])
+    ]
+    return Table(name, bunch.data.astype(np.float64), bunch.target.astype(np.int64), names)
+
+
+def loader(name: str) -> Callable[[Request], Table]:
+    """A loader of the bundled table `name` (it takes no argument)."""
+    def load(_request: Request) -> Table:
+        return bundled(name)
+    return load
