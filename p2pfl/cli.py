@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="simulate decentralized training of N hospitals in one process")
     s.add_argument("--config", type=Path, help="TOML file with the same keys as the flags")
-    s.add_argument("--dataset", help="breast_cancer, digits, synthetic[:k=v,...] or csv:PATH")
+    from p2pfl.learning.sources import usages as source_usages
+
+    s.add_argument("--dataset", help=f"data source: {source_usages()}")
     s.add_argument("--label-column", help="label column of a CSV dataset (default: label)")
     s.add_argument("--site-column", help="site column of a CSV dataset (for --partition site)")
     s.add_argument("--model", help="logreg or mlp")

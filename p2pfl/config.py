@@ -9,6 +9,7 @@ from pathlib import Path
 from p2pfl.errors import UserError
 from p2pfl.gossip.compression import parse_compression
 from p2pfl.gossip.robust import parse_aggregator
+from p2pfl.learning.sources import source_of
 from p2pfl.net.settings import NodeSettings
 from p2pfl.sim.settings import SimConfig, check_sim_table
 from p2pfl.tomlio import describe, matches, read_toml
@@ -84,9 +85,13 @@ def _check_node(s: NodeSettings, path: Path) -> None:
                   "noise cannot be met")
     if not s.gossip.max_update_mb > 0:
         raise bad("gossip.max_update_mb", "must be positive")
-    if s.data.source.startswith("csv:") and len(s.data.classes) < 2:
-        raise bad("data.classes", "must list the label values (at least two) for a csv source, "
-                  "in the same order at every hospital")
+    try:
+        source, _ = source_of(s.data.source)
+    except UserError as exc:
+        raise bad("data.source", f"is not valid: {exc}") from None
+    if not source.shared and len(s.data.classes) < 2:
+        raise bad("data.classes", f"must list the label values (at least two) for a {source.name} "
+                  "source (a hospital's own table), in the same order at every hospital")
 
 
 NODE_TEMPLATE = """\

@@ -131,7 +131,7 @@ def test_reference_engine_from_cli(capsys):
 
 @pytest.mark.parametrize("extra,message", [
     (["--topology", "mesh"], "unknown topology 'mesh'"),
-    (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--dataset", "mnist"], "unknown data source 'mnist'"),
     (["--model", "cnn"], "unknown model 'cnn'"),
     (["--partition", "zipf"], "unknown partition 'zipf'"),
     (["--nodes", "1000"], "fewer than the 1000 nodes"),

@@ -1,66 +1,11 @@
+"""Partitions and batch plans; each data source's own tests are in tests/sources/."""
+
 import numpy as np
 import pytest
 
 from p2pfl.errors import UserError
 from p2pfl.learning.batches import BatchPlan
-from p2pfl.learning.datasets import load_dataset
 from p2pfl.learning.partition import partition
-
-
-def test_bundled_datasets_split_stratified_and_standardised_on_train_only():
-    ds = load_dataset("digits", seed=0)
-    assert ds.n_classes == 10 and ds.n_features == 64
-    assert len(ds.y_train) + len(ds.y_test) == 1797
-    train_frac = np.bincount(ds.y_train) / len(ds.y_train)
-    test_frac = np.bincount(ds.y_test) / len(ds.y_test)
-    assert np.abs(train_frac - test_frac).max() < 0.01
-    assert np.abs(ds.x_train.mean(axis=0)).max() < 1e-4
-    assert np.abs(ds.x_test.mean(axis=0)).max() > 1e-3  # test data is not re-centred
-    bc = load_dataset("breast_cancer")
-    assert bc.n_classes == 2 and bc.n_features == 30 and bc.x_train.dtype == np.float32
-
-
-def test_synthetic_is_seeded_and_has_sites():
-    a = load_dataset("synthetic:sites=5,samples=20,features=4,classes=3", seed=1)
-    b = load_dataset("synthetic:sites=5,samples=20,features=4,classes=3", seed=1)
-    assert np.array_equal(a.x_train, b.x_train)
-    assert a.n_features == 4 and a.n_classes == 3
-    assert set(a.site_train.tolist()) == set(range(5))
-    assert load_dataset("synthetic", nodes=7).site_train.max() == 6
-    with pytest.raises(UserError, match="not one of"):
-        load_dataset("synthetic:color=3")
-
-
-def _csv(tmp_path, text):
-    path = tmp_path / "h.csv"
-    path.write_text(text)
-    return f"csv:{path}"
-
-
-def test_csv_with_site_column(tmp_path):
-    rows = "".join(f"{i % 3},{i * 0.5},{'yes' if i % 2 else 'no'},H{i % 4}\n" for i in range(40))
-    ds = load_dataset(_csv(tmp_path, "a,b,outcome,hospital\n" + rows), label_column="outcome",
-                      site_column="hospital")
-    assert ds.feature_names == ["a", "b"] and ds.n_classes == 2
-    assert set(ds.site_train.tolist()) == {0, 1, 2, 3}
-
-
-@pytest.mark.parametrize("text,match", [
-    ("a,b\n1,2\n3,4\n", "no label column 'label'"),
-    ("a,label\n1,0\nnan,1\n", r"h.csv:3: column 'a' is 'nan', not a finite number"),
-    ("a,label\n1,0\nhigh,1\n", r"h.csv:3: column 'a' is not a number: 'high'"),
-    ("a,label\n1,0\n2\n", "1 fields, the header has 2"),
-    ("a,label\n", "no data rows"),
-    ("a,label\n1,0\n2,0\n", "single class"),
-])
-def test_csv_errors_name_file_row_column(tmp_path, text, match):
-    with pytest.raises(UserError, match=match):
-        load_dataset(_csv(tmp_path, text))
-
-
-def test_unknown_dataset():
-    with pytest.raises(UserError, match="unknown dataset"):
-        load_dataset("mnist")
 
 
 def _covers(parts, n):
@@ -123,11 +68,3 @@ def test_batch_plan_steps_and_epochs():
         seen = np.concatenate([s.index[k][s.valid[k]] for s in steps])
         assert np.array_equal(np.sort(seen), np.sort(np.tile(np.arange(n), 2)))
     assert [bool(s.active()[2]) for s in steps[:5]] == [True, False, False, False, False]
-
-
-def test_csv_with_fixed_classes_keeps_label_order_and_class_count(tmp_path):
-    rows = "".join(f"{i},{'no' if i % 2 else 'maybe'}\n" for i in range(20))
-    ds = load_dataset(_csv(tmp_path, "a,label\n" + rows), classes=["yes", "no", "maybe"])
-    assert ds.n_classes == 3 and set(ds.y_train.tolist()) == {1, 2}
-    with pytest.raises(UserError, match="'maybe' in column 'label' are not among the classes"):
-        load_dataset(_csv(tmp_path, "a,label\n" + rows), classes=["yes", "no"])

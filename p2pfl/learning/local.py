@@ -9,6 +9,7 @@ import torch
 
 from p2pfl.learning.datasets import load_dataset
 from p2pfl.learning.partition import partition
+from p2pfl.learning.sources import source_of
 
 
 @dataclass
@@ -44,14 +45,14 @@ def load_local(
 ) -> LocalData:
     """Load this node's data.
 
-    `csv:PATH` is the hospital's own table: its rows are split 80/20 into training and
-    validation. A bundled or synthetic dataset is a trial: every member loads the same table and
-    the same partition (same seed), keeps shard `index` for training and validates on the shared
-    test split.
+    A source that is not shared (`csv:PATH`) is the hospital's own table: its rows are split
+    80/20 into training and validation. A shared source (bundled or synthetic data) is a trial:
+    every member loads the same table and the same partition (same seed), keeps shard `index`
+    for training and validates on the shared test split.
     """
     ds = load_dataset(source, seed=seed, label_column=label_column, nodes=members,
                       classes=classes or None)
-    if source.startswith("csv:"):
+    if not source_of(source)[0].shared:
         x_tr, y_tr = ds.x_train, ds.y_train
         sizes, row = np.array([len(y_tr)]), 0
     else:

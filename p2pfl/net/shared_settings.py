@@ -8,6 +8,7 @@ a hospital's own table) are left out: they may differ between members.
 
 from __future__ import annotations
 
+from p2pfl.learning.sources import shared_part
 from p2pfl.net.settings import NodeSettings
 from p2pfl.protocol.roster import Roster
 
@@ -17,8 +18,8 @@ def shared_sections(settings: NodeSettings, roster: Roster) -> dict[str, object]
     d, m, t, g, p = settings.data, settings.model, settings.training, settings.gossip, settings.privacy
     return {
         "roster": [[member.name, member.peer_id] for member in roster.members],
-        # a bundled dataset must be the same one; a CSV path is each hospital's own
-        "data": {"source": "csv" if d.source.startswith("csv:") else d.source,
+        # a shared source must be the same one; the path of a hospital's own table is its own
+        "data": {"source": shared_part(d.source),
                  "label_column": d.label_column, "classes": list(d.classes),
                  "partition": d.partition, "seed": d.seed},
         "model": {"kind": m.kind, "hidden": list(m.hidden)},

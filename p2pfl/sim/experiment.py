@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from p2pfl.errors import UserError
+from p2pfl.learning.sources import resolve_spec
 from p2pfl.sim.experiment_spec import Experiment, PlannedRun, load_experiment, plan_runs
 from p2pfl.sim.experiment_store import ResultsStore
 from p2pfl.sim.settings import SimConfig
@@ -138,10 +139,9 @@ def describe(exp: Experiment, run: PlannedRun) -> str:
 
 
 def resolved(cfg: SimConfig, base: Path) -> SimConfig:
-    """cfg with a relative `csv:PATH` dataset taken relative to the experiment file's folder."""
-    if cfg.dataset.startswith("csv:") and not Path(cfg.dataset[4:]).is_absolute():
-        return replace(cfg, dataset=f"csv:{(base / cfg.dataset[4:]).as_posix()}")
-    return cfg
+    """cfg with a dataset's relative path (`csv:PATH`) taken relative to the experiment file's folder."""
+    dataset = resolve_spec(cfg.dataset, base)
+    return cfg if dataset == cfg.dataset else replace(cfg, dataset=dataset)
 
 
 def execute(job: str, on_round: Callable[[int], None] | None = None) -> str:
