@@ -6,6 +6,7 @@ The sources (bundled tables, a seeded synthetic task, CSV files) are the modules
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +30,14 @@ class Dataset:
     y_test: np.ndarray
     n_classes: int
     feature_names: list[str]
-    input_shape: tuple[int, ...]  # shape of one row as a model sees it: (1, 8, 8) for digits
     site_train: np.ndarray | None = None  # site label per training row, when the data has one
+    input_shape: tuple[int, ...] = ()  # shape of one example for the model; () means (n_features,)
+
+    def __post_init__(self) -> None:
+        # The arrays stay flat [rows, features]; consumers reshape to [rows, *input_shape].
+        self.input_shape = tuple(self.input_shape) or (self.n_features,)
+        if math.prod(self.input_shape) != self.n_features:
+            raise ValueError(f"input shape {self.input_shape} does not hold {self.n_features} features")
 
     @property
     def n_features(self) -> int:
@@ -78,6 +85,6 @@ def _split(table: Table, seed: int, test_fraction: float, input_shape: tuple[int
         y_test=y[te],
         n_classes=n_classes,
         feature_names=table.features,
-        input_shape=input_shape,
         site_train=None if site is None else site[tr],
+        input_shape=input_shape,
     )
