@@ -10,6 +10,8 @@ from p2pfl.errors import EXIT_INVALID, EXIT_USAGE
 from p2pfl.protocol.codec import encode
 from p2pfl.protocol.consortium import consortium_of
 from p2pfl.protocol.identity import generate_key, peer_id_of, save_key
+from p2pfl.sim.reference import ReferenceEngine
+from p2pfl.sim.vectorized import VectorizedEngine
 
 SMALL = ["simulate", "--dataset", "breast_cancer", "--model", "logreg", "--nodes", "4", "--topology",
          "ring", "--partition", "iid", "--rounds", "3", "--local-steps", "1", "--batch-size", "16",
@@ -124,9 +126,18 @@ def test_config_file_and_flag_override(tmp_path, capsys):
     assert summary["config"]["nodes"] == 5 and summary["config"]["rounds"] == 2
 
 
-def test_reference_engine_from_cli(capsys):
-    assert main(SMALL + ["--engine", "reference", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["config"]["engine"] == "reference"
+@pytest.mark.parametrize("engine", ["reference", "vectorized"])
+def test_engine_flag_picks_the_engine_that_trains(engine, capsys, monkeypatch):
+    trained = []
+    for cls in (ReferenceEngine, VectorizedEngine):
+        def spy(self, steps, _cls=cls, _orig=cls.local_round):
+            trained.append(_cls.__name__)
+            return _orig(self, steps)
+        monkeypatch.setattr(cls, "local_round", spy)
+    assert main(SMALL + ["--engine", engine, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["engine"] == engine
+    expected = {"reference": "ReferenceEngine", "vectorized": "VectorizedEngine"}[engine]
+    assert trained and set(trained) == {expected}
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -52,6 +52,7 @@ class RunResult:
     epsilon: float | None = None  # DP: max over nodes of their epsilon at `delta`
     delta: float | None = None
     byzantine: list[int] = field(default_factory=list)  # malicious nodes (excluded from metrics)
+    final_params: torch.Tensor | None = None  # [N, P] models of every node after the last round
 
     @property
     def final(self) -> dict[str, float]:
@@ -186,6 +187,7 @@ def _run(
         if progress is not None:
             progress(f"{name} rounds", t + 1, cfg.rounds)
     result.bytes_sent_per_node = sent
+    result.final_params = engine.params().detach().clone()
     if budget is not None:
         result.epsilon, result.delta = budget.epsilon(), opts.dp.delta  # type: ignore[union-attr]
     return result
