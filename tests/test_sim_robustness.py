@@ -1,4 +1,4 @@
-"""Simulator robustness (issue 6): attacks, robust aggregation, compression bytes, faults, DP."""
+"""Simulator robustness: attacks, robust aggregation, compression bytes, faults, DP."""
 
 import json
 from dataclasses import replace

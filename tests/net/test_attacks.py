@@ -1,4 +1,4 @@
-"""Attacks on a consortium of real node processes (issue: integrity of the joint training).
+"""Attacks on a consortium of real node processes.
 
 Each test reproduces one attack and asserts what the honest nodes end with: their final round,
 their rows in metrics.jsonl, their exit code, and (for the lying member) their accuracy against
