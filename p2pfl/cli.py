@@ -240,7 +240,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from p2pfl.sim.experiment import default_out, load_experiment, run_experiment
+    from p2pfl.experiments.runner import default_out, load_experiment, run_experiment
 
     exp = load_experiment(args.file, quick=args.quick)
     with _progress() as progress:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from p2pfl.errors import UserError
-from p2pfl.sim.experiment_spec import Experiment, PlannedRun, load_experiment, plan_runs
-from p2pfl.sim.experiment_store import ResultsStore
+from p2pfl.experiments.spec import Experiment, PlannedRun, load_experiment, plan_runs
+from p2pfl.experiments.store import ResultsStore
 from p2pfl.sim.settings import SimConfig
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -60,8 +60,8 @@ def run_experiment(
     exp: Experiment, out: Path, jobs: int = 1, progress: Progress | None = None
 ) -> SweepReport:
     """Run every unfinished run of the experiment into `out`, then write tables and plots."""
-    from p2pfl.sim.experiment_plots import write_plots
-    from p2pfl.sim.experiment_tables import markdown_table, summarize, write_tables
+    from p2pfl.experiments.plots import write_plots
+    from p2pfl.experiments.tables import markdown_table, summarize, write_tables
 
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
