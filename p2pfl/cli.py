@@ -153,21 +153,21 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
-    from p2pfl.protocol.commands import keygen
+    from p2pfl.commands import keygen
 
     print(keygen(args.out, args.passphrase_env))
     return 0
 
 
 def _cmd_id(args: argparse.Namespace) -> int:
-    from p2pfl.protocol.commands import key_peer_id
+    from p2pfl.commands import key_peer_id
 
     print(key_peer_id(args.key, args.passphrase_env))
     return EXIT_OK
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from p2pfl.protocol.commands import inspect
+    from p2pfl.commands import inspect
 
     report = inspect(args.file)
     print(report.text)

@@ -21,6 +21,8 @@ import torch
 import trio
 
 from p2pfl.errors import EXIT_OK, InUseError, StateWriteError, UserError
+from p2pfl.files.keys import load_key
+from p2pfl.files.roster_file import load_roster
 from p2pfl.gossip.compression import parse_compression
 from p2pfl.gossip.robust import parse_aggregator
 from p2pfl.gossip.topology import build_topology
@@ -38,11 +40,11 @@ from p2pfl.net.shared_settings import shared_sections
 from p2pfl.net.state_lock import StateLock
 from p2pfl.protocol.codec import decode, encode
 from p2pfl.protocol.consortium import check_consortium, consortium_of
-from p2pfl.protocol.identity import load_key, peer_id_of
+from p2pfl.protocol.identity import peer_id_of
 from p2pfl.protocol.messages import InvalidMessage
 from p2pfl.protocol.multiaddr import InvalidMultiaddr, parse_multiaddr
 from p2pfl.protocol.payload import UpdateFormat
-from p2pfl.protocol.roster import Roster, load_roster
+from p2pfl.protocol.roster import Roster
 from p2pfl.protocol.rounds import (
     Aggregate,
     Checkpoint,
