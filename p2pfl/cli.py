@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from p2pfl import __version__
-from p2pfl.errors import EXIT_INVALID, EXIT_OK, UserError
+from p2pfl.errors import BAD_INPUT, EXIT_INVALID, EXIT_OK, UserError, exit_code_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,9 +21,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except UserError as exc:
+    except BAD_INPUT as exc:
         print(f"p2pfl: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return exit_code_of(exc)
     except KeyboardInterrupt:
         print("p2pfl: interrupted", file=sys.stderr)
         return 130

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from p2pfl.errors import UserError
 from p2pfl.gossip.compression import parse_compression
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.robust import parse_aggregator
 from p2pfl.net.settings import NodeSettings
 from p2pfl.sim.settings import SimConfig, check_sim_table
@@ -74,7 +75,7 @@ def _check_node(s: NodeSettings, path: Path) -> None:
     for key, parse in (("aggregator", parse_aggregator), ("compression", parse_compression)):
         try:
             parse(getattr(s.gossip, key))
-        except UserError as exc:
+        except GossipSettingError as exc:
             raise bad(f"gossip.{key}", f"is not valid: {exc}") from None
     p = s.privacy
     if p.noise < 0 or not p.clip > 0 or not 0 < p.delta < 1 or p.max_epsilon < 0:

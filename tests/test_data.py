@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from p2pfl.errors import UserError
 from p2pfl.learning.batches import BatchPlan
 from p2pfl.learning.datasets import load_dataset
+from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.partition import partition
 
 
@@ -27,7 +27,7 @@ def test_synthetic_is_seeded_and_has_sites():
     assert a.n_features == 4 and a.n_classes == 3
     assert set(a.site_train.tolist()) == set(range(5))
     assert load_dataset("synthetic", nodes=7).site_train.max() == 6
-    with pytest.raises(UserError, match="not one of"):
+    with pytest.raises(LearningSettingError, match="not one of"):
         load_dataset("synthetic:color=3")
 
 
@@ -54,12 +54,12 @@ def test_csv_with_site_column(tmp_path):
     ("a,label\n1,0\n2,0\n", "single class"),
 ])
 def test_csv_errors_name_file_row_column(tmp_path, text, match):
-    with pytest.raises(UserError, match=match):
+    with pytest.raises(LearningSettingError, match=match):
         load_dataset(_csv(tmp_path, text))
 
 
 def test_unknown_dataset():
-    with pytest.raises(UserError, match="unknown dataset"):
+    with pytest.raises(LearningSettingError, match="unknown dataset"):
         load_dataset("mnist")
 
 
@@ -95,15 +95,15 @@ def test_site_partition_and_errors():
     site = np.repeat(np.arange(6), 2)
     p = partition("site", y, 3, site=site)
     assert [sorted(set(site[i])) for i in p.indices] == [[0, 3], [1, 4], [2, 5]]
-    with pytest.raises(UserError, match="fewer than the 7 nodes"):
+    with pytest.raises(LearningSettingError, match="fewer than the 7 nodes"):
         partition("site", y, 7, site=site)
-    with pytest.raises(UserError, match="needs a dataset with a site column"):
+    with pytest.raises(LearningSettingError, match="needs a dataset with a site column"):
         partition("site", y, 3)
-    with pytest.raises(UserError, match="fewer than the 20 nodes"):
+    with pytest.raises(LearningSettingError, match="fewer than the 20 nodes"):
         partition("iid", y, 20)
-    with pytest.raises(UserError, match="unknown partition"):
+    with pytest.raises(LearningSettingError, match="unknown partition"):
         partition("zipf:2", y, 2)
-    with pytest.raises(UserError, match="must be positive"):
+    with pytest.raises(LearningSettingError, match="must be positive"):
         partition("dirichlet:-1", y, 2)
 
 
@@ -129,5 +129,5 @@ def test_csv_with_fixed_classes_keeps_label_order_and_class_count(tmp_path):
     rows = "".join(f"{i},{'no' if i % 2 else 'maybe'}\n" for i in range(20))
     ds = load_dataset(_csv(tmp_path, "a,label\n" + rows), classes=["yes", "no", "maybe"])
     assert ds.n_classes == 3 and set(ds.y_train.tolist()) == {1, 2}
-    with pytest.raises(UserError, match="'maybe' in column 'label' are not among the classes"):
+    with pytest.raises(LearningSettingError, match="'maybe' in column 'label' are not among the classes"):
         load_dataset(_csv(tmp_path, "a,label\n" + rows), classes=["yes", "no"])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from p2pfl.errors import UserError
 from p2pfl.gossip import mixing
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.topology import NAMES, build_topology, parse_params
 
 
@@ -59,14 +59,14 @@ def test_exponential_neighbours_are_powers_of_two_apart():
 
 def test_hypercube_needs_power_of_two():
     assert build_topology("hypercube", 8).degree_stats() == (3, 3.0, 3)
-    with pytest.raises(UserError, match="power of two"):
+    with pytest.raises(GossipSettingError, match="power of two"):
         build_topology("hypercube", 12)
 
 
 def test_torus_shape():
     topo = build_topology("torus", 12)
     assert topo.degree_stats() == (4, 4.0, 4)
-    with pytest.raises(UserError, match="does not divide"):
+    with pytest.raises(GossipSettingError, match="does not divide"):
         build_topology("torus", 12, ["rows=5"])
 
 
@@ -120,9 +120,9 @@ def test_file_topologies(tmp_path):
     nx.write_graphml(nx.cycle_graph(6), gml)
     assert build_topology(f"file:{gml}", 6).spectral_gap() == pytest.approx(
         (2 / 3) * (1 - math.cos(2 * math.pi / 6)))
-    with pytest.raises(UserError, match="has 4 nodes"):
+    with pytest.raises(GossipSettingError, match="has 4 nodes"):
         build_topology(f"file:{edges}", 5)
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(GossipSettingError, match="does not exist"):
         build_topology(f"file:{tmp_path / 'nope'}", 5)
 
 
@@ -133,14 +133,14 @@ def test_disconnected_graph_has_zero_gap():
 
 
 def test_bad_names_and_params():
-    with pytest.raises(UserError, match="unknown topology"):
+    with pytest.raises(GossipSettingError, match="unknown topology"):
         build_topology("mesh", 4)
-    with pytest.raises(UserError, match="does not take"):
+    with pytest.raises(GossipSettingError, match="does not take"):
         build_topology("ring", 4, ["p=0.1"])
-    with pytest.raises(UserError, match="key=value"):
+    with pytest.raises(GossipSettingError, match="key=value"):
         parse_params(["p"])
     assert parse_params(["p=0.5,k=3", "variant=local"]) == {"p": 0.5, "k": 3, "variant": "local"}
-    with pytest.raises(UserError, match="between 1 and"):
+    with pytest.raises(GossipSettingError, match="between 1 and"):
         build_topology("epidemic", 4, {"s": 9})
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from p2pfl.errors import UserError
+from p2pfl.gossip.errors import GossipSettingError
 
 
 def key_values(spec: str, rest: str) -> dict[str, str]:
@@ -14,19 +14,19 @@ def key_values(spec: str, rest: str) -> dict[str, str]:
         key, eq, value = part.partition("=")
         key = key.strip()
         if not eq or not key or not value.strip():
-            raise UserError(f"{spec!r}: parameter {part.strip()!r} is not of the form key=value")
+            raise GossipSettingError(f"{spec!r}: parameter {part.strip()!r} is not of the form key=value")
         if key in out:
-            raise UserError(f"{spec!r}: parameter {key} given twice")
+            raise GossipSettingError(f"{spec!r}: parameter {key} given twice")
         out[key] = value.strip()
     return out
 
 
 def number(what: str, text: str) -> float:
-    """float(text), or a UserError saying which option is not a number."""
+    """float(text), or a GossipSettingError saying which option is not a number."""
     try:
         return float(text)
     except ValueError:
-        raise UserError(f"{what} must be a number, got {text!r}") from None
+        raise GossipSettingError(f"{what} must be a number, got {text!r}") from None
 
 
 def is_number(value: object) -> bool:

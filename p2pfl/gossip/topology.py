@@ -16,8 +16,8 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
-from p2pfl.errors import UserError
 from p2pfl.gossip import mixing
+from p2pfl.gossip.errors import GossipSettingError
 
 STATIC = (
     "ring", "torus", "complete", "star", "erdos_renyi", "barabasi_albert",
@@ -53,7 +53,7 @@ def parse_params(items: list[str] | dict[str, object] | None) -> dict[str, objec
                 continue
             key, eq, value = part.partition("=")
             if not eq or not key.strip():
-                raise UserError(f"parameter {part!r} is not of the form key=value")
+                raise GossipSettingError(f"parameter {part!r} is not of the form key=value")
             out[key.strip()] = _number(value.strip())
     return out
 
@@ -150,19 +150,21 @@ def build_topology(
     seed: int = 0,
     scheme: str = "metropolis_hastings",
 ) -> Topology:
-    """Build a topology by name; bad names or parameters raise UserError."""
+    """Build a topology by name; bad names or parameters raise GossipSettingError."""
     params = parse_params(params)
     if n < 1:
-        raise UserError(f"--nodes must be at least 1, got {n}")
+        raise GossipSettingError(f"--nodes must be at least 1, got {n}")
     if scheme not in mixing.SCHEMES:
-        raise UserError(f"unknown mixing scheme {scheme!r}; choose one of {', '.join(mixing.SCHEMES)}")
+        raise GossipSettingError(f"unknown mixing scheme {scheme!r}; choose one of "
+                                 f"{', '.join(mixing.SCHEMES)}")
     key = "file" if name.startswith("file:") else name
     if key not in PARAMS:
-        raise UserError(f"unknown topology {name!r}; choose one of {', '.join(NAMES)} or file:PATH")
+        raise GossipSettingError(f"unknown topology {name!r}; choose one of {', '.join(NAMES)} or file:PATH")
     unknown = set(params) - set(PARAMS[key])
     if unknown:
         allowed = ", ".join(PARAMS[key]) or "none"
-        raise UserError(f"topology {key} does not take {', '.join(sorted(unknown))} (takes: {allowed})")
+        raise GossipSettingError(f"topology {key} does not take {', '.join(sorted(unknown))} "
+                                 f"(takes: {allowed})")
     full = {**PARAMS[key], **params}
     if key == "file":
         graph = _from_file(Path(name[5:]), n)
@@ -171,7 +173,7 @@ def build_topology(
         if key == "epidemic":
             full["s"] = _epidemic_s(full, n)
             if full["variant"] not in ("oracle", "local"):
-                raise UserError(f"epidemic variant must be oracle or local, got {full['variant']!r}")
+                raise GossipSettingError(f"epidemic variant must be oracle or local, got {full['variant']!r}")
     else:
         graph = _static(key, n, full, seed)
     return Topology(name=name, n=n, params=full, seed=seed, scheme=scheme, graph=graph)
@@ -188,14 +190,14 @@ def _static(name: str, n: int, p: dict[str, object], seed: int) -> nx.Graph:
         elif name == "torus":
             rows = int(p["rows"]) if p["rows"] is not None else _near_square(n)
             if rows < 1 or n % rows:
-                raise UserError(f"torus: rows={rows} does not divide --nodes {n}")
+                raise GossipSettingError(f"torus: rows={rows} does not divide --nodes {n}")
             g = nx.convert_node_labels_to_integers(
                 nx.grid_2d_graph(rows, n // rows, periodic=(rows > 2, n // rows > 2)), ordering="sorted"
             )
         elif name == "erdos_renyi":
             prob = float(p["p"]) if p["p"] is not None else min(1.0, 2 * math.log(max(n, 2)) / n)
             if not 0 <= prob <= 1:
-                raise UserError(f"erdos_renyi: p must be in [0, 1], got {prob}")
+                raise GossipSettingError(f"erdos_renyi: p must be in [0, 1], got {prob}")
             p["p"] = prob
             g = nx.fast_gnp_random_graph(n, prob, seed=seed)
         elif name == "barabasi_albert":
@@ -214,26 +216,27 @@ def _static(name: str, n: int, p: dict[str, object], seed: int) -> nx.Graph:
         else:  # hypercube
             dim = int(round(math.log2(n))) if n > 0 else -1
             if 2**dim != n:
-                raise UserError(f"hypercube needs a power of two nodes, got {n}")
+                raise GossipSettingError(f"hypercube needs a power of two nodes, got {n}")
             g = nx.convert_node_labels_to_integers(nx.hypercube_graph(dim), ordering="sorted")
     except nx.NetworkXError as exc:
-        raise UserError(f"topology {name} with {n} nodes and {p}: {exc}") from None
+        raise GossipSettingError(f"topology {name} with {n} nodes and {p}: {exc}") from None
     g.remove_edges_from(nx.selfloop_edges(g))
     return g
 
 
 def _from_file(path: Path, n: int) -> nx.Graph:
     if not path.is_file():
-        raise UserError(f"topology file {path} does not exist")
+        raise GossipSettingError(f"topology file {path} does not exist")
     try:
         if path.suffix.lower() == ".graphml":
             g = nx.Graph(nx.read_graphml(path))
         else:
             g = nx.read_edgelist(path, nodetype=str, data=False, comments="#")
     except Exception as exc:  # noqa: BLE001 - networkx raises many types on bad files
-        raise UserError(f"topology file {path}: cannot read it as an edge list or GraphML ({exc})") from None
+        raise GossipSettingError(f"topology file {path}: cannot read it as an edge list or GraphML "
+                                 f"({exc})") from None
     if g.number_of_nodes() != n:
-        raise UserError(f"topology file {path} has {g.number_of_nodes()} nodes, --nodes is {n}")
+        raise GossipSettingError(f"topology file {path} has {g.number_of_nodes()} nodes, --nodes is {n}")
     labels = sorted(g.nodes(), key=lambda v: (len(str(v)), str(v)))
     g = nx.relabel_nodes(g, {v: i for i, v in enumerate(labels)})
     g.remove_edges_from(nx.selfloop_edges(g))
@@ -255,7 +258,7 @@ def _epidemic_s(p: dict[str, object], n: int) -> int:
     s = p["s"] if p["s"] is not None else max(1, _log2_ceil(n))
     s = int(s)
     if n > 1 and not 1 <= s <= n - 1:
-        raise UserError(f"epidemic: s must be between 1 and nodes-1 ({n - 1}), got {s}")
+        raise GossipSettingError(f"epidemic: s must be between 1 and nodes-1 ({n - 1}), got {s}")
     return min(s, max(n - 1, 0))
 
 

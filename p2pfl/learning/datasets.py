@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from p2pfl.errors import UserError
+from p2pfl.learning.errors import LearningSettingError
 
 BUNDLED = ("breast_cancer", "digits")
 SYNTHETIC_DEFAULTS = {"sites": 16, "samples": 100, "features": 32, "classes": 4, "shift": 0.5}
@@ -64,7 +64,7 @@ def load_dataset(
         x, y, site, features = read_csv(Path(arg), label_column, site_column, classes)
         return _split(f"csv:{arg}", x, y, site, features, seed, test_fraction,
                       len(classes) if classes else None)
-    raise UserError(
+    raise LearningSettingError(
         f"unknown dataset {spec!r}; choose one of {', '.join(BUNDLED)}, synthetic[:k=v,...] or csv:PATH"
     )
 
@@ -86,14 +86,15 @@ def _synthetic_args(arg: str, nodes: int | None) -> dict[str, float]:
     for part in filter(None, (p.strip() for p in arg.split(","))):
         key, eq, value = part.partition("=")
         if not eq or key not in SYNTHETIC_DEFAULTS:
-            raise UserError(
+            raise LearningSettingError(
                 f"synthetic dataset option {part!r} is not one of "
                 f"{', '.join(k + '=...' for k in SYNTHETIC_DEFAULTS)}"
             )
         try:
             out[key] = float(value)
         except ValueError:
-            raise UserError(f"synthetic dataset option {key} must be a number, got {value!r}") from None
+            raise LearningSettingError(f"synthetic dataset option {key} must be a number, got "
+                                       f"{value!r}") from None
     return out
 
 
@@ -108,7 +109,8 @@ def synthetic(
     """
     n_sites, per_site, dim, n_cls = int(sites), int(samples), int(features), int(classes)
     if min(n_sites, per_site, dim) < 1 or n_cls < 2 or shift < 0:
-        raise UserError("synthetic dataset needs sites, samples, features >= 1, classes >= 2, shift >= 0")
+        raise LearningSettingError("synthetic dataset needs sites, samples, features >= 1, classes "
+                                   ">= 2, shift >= 0")
     rng = np.random.default_rng([seed, 0x5EED])
     centers = rng.normal(0.0, 0.6, size=(n_cls, 2, dim))
     offsets = rng.normal(0.0, shift, size=(n_sites, dim))
@@ -130,55 +132,59 @@ def read_csv(
     the file, the row and the column.
     """
     if not path.is_file():
-        raise UserError(f"{path}: no such file")
+        raise LearningSettingError(f"{path}: no such file")
     with path.open(newline="") as fh:
         reader = csv.reader(fh)
         try:
             header = next(reader)
         except StopIteration:
-            raise UserError(f"{path}: the file is empty") from None
+            raise LearningSettingError(f"{path}: the file is empty") from None
         header = [h.strip() for h in header]
         if label_column not in header:
-            raise UserError(f"{path}: no label column {label_column!r} (columns: {', '.join(header)})")
+            raise LearningSettingError(f"{path}: no label column {label_column!r} (columns: "
+                                       f"{', '.join(header)})")
         if site_column is not None and site_column not in header:
-            raise UserError(f"{path}: no site column {site_column!r} (columns: {', '.join(header)})")
+            raise LearningSettingError(f"{path}: no site column {site_column!r} (columns: "
+                                       f"{', '.join(header)})")
         li = header.index(label_column)
         si = header.index(site_column) if site_column is not None else -1
         fcols = [i for i in range(len(header)) if i not in (li, si)]
         if not fcols:
-            raise UserError(f"{path}: no feature columns besides the label and site columns")
+            raise LearningSettingError(f"{path}: no feature columns besides the label and site columns")
         rows, labels, sites = [], [], []
         for lineno, row in enumerate(reader, start=2):
             if not any(c.strip() for c in row):
                 continue
             if len(row) != len(header):
-                raise UserError(f"{path}:{lineno}: {len(row)} fields, the header has {len(header)}")
+                raise LearningSettingError(f"{path}:{lineno}: {len(row)} fields, the header has "
+                                           f"{len(header)}")
             vals = []
             for i in fcols:
                 try:
                     v = float(row[i])
                 except ValueError:
                     where = f"{path}:{lineno}: column {header[i]!r}"
-                    raise UserError(f"{where} is not a number: {row[i]!r}") from None
+                    raise LearningSettingError(f"{where} is not a number: {row[i]!r}") from None
                 if not math.isfinite(v):
                     where = f"{path}:{lineno}: column {header[i]!r}"
-                    raise UserError(f"{where} is {row[i]!r}, not a finite number")
+                    raise LearningSettingError(f"{where} is {row[i]!r}, not a finite number")
                 vals.append(v)
             rows.append(vals)
             labels.append(row[li].strip())
             if si >= 0:
                 sites.append(row[si].strip())
     if not rows:
-        raise UserError(f"{path}: no data rows")
+        raise LearningSettingError(f"{path}: no data rows")
     if classes is None:
         classes = sorted(set(labels), key=_label_key)
         if len(classes) < 2:
-            raise UserError(f"{path}: column {label_column!r} has a single class; need at least two")
+            raise LearningSettingError(f"{path}: column {label_column!r} has a single class; need "
+                                       f"at least two")
     else:
         classes = [str(c) for c in classes]
         unknown = sorted(set(labels) - set(classes))
         if unknown:
-            raise UserError(f"{path}: label(s) {', '.join(map(repr, unknown[:5]))} in column "
+            raise LearningSettingError(f"{path}: label(s) {', '.join(map(repr, unknown[:5]))} in column "
                             f"{label_column!r} are not among the classes {classes}")
     index = {c: k for k, c in enumerate(classes)}
     y = np.array([index[v] for v in labels], dtype=np.int64)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import trio
 
-from p2pfl.errors import EXIT_OK, InUseError, StateWriteError, UserError
+from p2pfl.errors import BAD_INPUT, EXIT_OK, InUseError, StateWriteError, UserError
 from p2pfl.learning.privacy import dp_train_steps
 from p2pfl.learning.trainer import accuracy, train_steps
 from p2pfl.net import checkpoint, transfer
@@ -29,7 +29,7 @@ from p2pfl.net.host import PROTOCOL, make_host, multiaddrs, peer_id, quiet_libp2
 from p2pfl.net.settings import NodeSettings
 from p2pfl.protocol.codec import decode, encode
 from p2pfl.protocol.consortium import check_consortium
-from p2pfl.protocol.messages import InvalidMessage
+from p2pfl.protocol.messages import InvalidMessage, ProtocolViolation
 from p2pfl.protocol.multiaddr import InvalidMultiaddr, parse_multiaddr
 from p2pfl.protocol.roster import Roster
 from p2pfl.protocol.rounds import (
@@ -337,7 +337,8 @@ class Node:
         try:
             update = await trio.to_thread.run_sync(decode, payload, self.max_bytes, peer)
             if update.round != round:
-                raise InvalidMessage(f"transfer header says round {round}, the signed update {update.round}")
+                raise ProtocolViolation(f"transfer header says round {round}, "
+                                        f"the signed update {update.round}")
             check_consortium(update, self.consortium)
         except InvalidMessage as exc:
             self.log.warn_limited("update_rejected", f"{peer} {exc}", sender=self.names[peer],
@@ -455,11 +456,11 @@ def run_node(settings: NodeSettings) -> int:
 
 
 def _user_error(group: BaseExceptionGroup) -> BaseException:
-    """The UserError that ended the node (one line for the CLI), or `group` itself if a bug."""
+    """The bad-input error that ended the node (one line for the CLI), or `group` itself if a bug."""
     for leaf in group.exceptions:
         while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
             leaf = leaf.exceptions[0]
-        if isinstance(leaf, UserError):
+        if isinstance(leaf, BAD_INPUT):
             return leaf
     return group
 
