@@ -10,8 +10,9 @@ from p2pfl.cli import main
 from p2pfl.errors import BAD_INPUT, InUseError, StateWriteError, UserError
 from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.learning.errors import LearningSettingError
-from p2pfl.protocol.identity import InvalidKey
+from p2pfl.protocol.identity import InvalidKey, InvalidPeerId
 from p2pfl.protocol.messages import BadSignature, InvalidMessage, ProtocolViolation
+from p2pfl.protocol.multiaddr import InvalidMultiaddr
 from p2pfl.protocol.roster import InvalidRoster
 
 PACKAGE = Path(__file__).resolve().parents[1] / "p2pfl"
@@ -88,7 +89,8 @@ def test_protocol_opens_no_files():
 
 def test_error_kinds_are_not_value_errors():
     kinds = (UserError, StateWriteError, InUseError, GossipSettingError, LearningSettingError,
-             InvalidMessage, BadSignature, ProtocolViolation, InvalidKey, InvalidRoster)
+             InvalidMessage, BadSignature, ProtocolViolation, InvalidKey, InvalidRoster, InvalidPeerId,
+             InvalidMultiaddr)
     assert not [k for k in kinds if issubclass(k, ValueError)]
     assert issubclass(ProtocolViolation, InvalidMessage) and issubclass(BadSignature, InvalidMessage)
     assert not issubclass(InvalidMessage, UserError) and not issubclass(UserError, InvalidMessage)

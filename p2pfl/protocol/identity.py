@@ -38,7 +38,7 @@ _PROTOBUF_PREFIX = bytes([0x08, 0x01, 0x12, 0x20])  # Type=Ed25519, Data=<32 byt
 _PEER_ID_PREFIX = _MULTIHASH_PREFIX + _PROTOBUF_PREFIX
 
 
-class InvalidPeerId(ValueError):
+class InvalidPeerId(Exception):
     """A string that is not the peer ID of an Ed25519 key."""
 
 
