@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from p2pfl import __version__
-from p2pfl.errors import EXIT_INVALID, EXIT_OK, UserError
+from p2pfl.errors import BAD_INPUT, EXIT_INVALID, EXIT_OK, UserError, exit_code_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,9 +21,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except UserError as exc:
+    except BAD_INPUT as exc:
         print(f"p2pfl: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return exit_code_of(exc)
     except KeyboardInterrupt:
         print("p2pfl: interrupted", file=sys.stderr)
         return 130
@@ -155,21 +155,21 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
-    from p2pfl.protocol.commands import keygen
+    from p2pfl.commands import keygen
 
     print(keygen(args.out, args.passphrase_env))
     return 0
 
 
 def _cmd_id(args: argparse.Namespace) -> int:
-    from p2pfl.protocol.commands import key_peer_id
+    from p2pfl.commands import key_peer_id
 
     print(key_peer_id(args.key, args.passphrase_env))
     return EXIT_OK
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from p2pfl.protocol.commands import inspect
+    from p2pfl.commands import inspect
 
     report = inspect(args.file)
     print(report.text)
@@ -242,7 +242,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from p2pfl.sim.experiment import default_out, load_experiment, run_experiment
+    from p2pfl.experiments.runner import default_out, load_experiment, run_experiment
 
     exp = load_experiment(args.file, quick=args.quick)
     with _progress() as progress:

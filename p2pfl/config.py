@@ -8,7 +8,9 @@ from pathlib import Path
 
 from p2pfl.errors import UserError
 from p2pfl.gossip.compression import parse_compression
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.robust import parse_aggregator
+from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.sources import source_of
 from p2pfl.net.settings import NodeSettings
 from p2pfl.sim.settings import SimConfig, check_sim_table
@@ -75,7 +77,7 @@ def _check_node(s: NodeSettings, path: Path) -> None:
     for key, parse in (("aggregator", parse_aggregator), ("compression", parse_compression)):
         try:
             parse(getattr(s.gossip, key))
-        except UserError as exc:
+        except GossipSettingError as exc:
             raise bad(f"gossip.{key}", f"is not valid: {exc}") from None
     p = s.privacy
     if p.noise < 0 or not p.clip > 0 or not 0 < p.delta < 1 or p.max_epsilon < 0:
@@ -87,7 +89,7 @@ def _check_node(s: NodeSettings, path: Path) -> None:
         raise bad("gossip.max_update_mb", "must be positive")
     try:
         source, _ = source_of(s.data.source)
-    except UserError as exc:
+    except LearningSettingError as exc:
         raise bad("data.source", f"is not valid: {exc}") from None
     if not source.shared and len(s.data.classes) < 2:
         raise bad("data.classes", f"must list the label values (at least two) for a {source.name} "

@@ -20,14 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from p2pfl.atomic import write_atomic
+from p2pfl.commands import keygen
 from p2pfl.errors import UserError
+from p2pfl.files.roster_file import write_roster
 from p2pfl.learning.batches import BatchPlan
 from p2pfl.learning.local import load_local
 from p2pfl.learning.models import build_model
 from p2pfl.learning.trainer import OptimConfig, accuracy, make_optimizer, train_steps
 from p2pfl.net.checkpoint import read_metrics
-from p2pfl.protocol.commands import keygen
-from p2pfl.protocol.roster import Member, Roster, write_roster
+from p2pfl.protocol.roster import Member, Roster
 
 LOCAL_STEPS, BATCH, LR, HIDDEN = 5, 16, 0.05, 32
 ROUND_TIMEOUT = 10.0

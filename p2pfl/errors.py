@@ -8,7 +8,24 @@ Exit codes of every `p2pfl` command (documented in the README):
     4  already running: the state folder is locked by another node, or the listen address is in use
     5  a checked artefact is invalid (`p2pfl inspect`: bad signature or corrupt payload)
   130  interrupted at the terminal
+
+Who raises what:
+
+    UserError             bad input from a person (config, flags, files), found by the CLI,
+                          config, simulator, experiments and node-building code; exit 2
+      StateWriteError     exit 3
+      InUseError          exit 4
+    GossipSettingError    (p2pfl.gossip) a gossip setting that cannot be built   } reported like
+    LearningSettingError  (p2pfl.learning) a learning setting or input            } a UserError
+    InvalidMessage        (p2pfl.protocol) bytes from a peer that fail a check: dropped, never
+                          a command's error; ProtocolViolation (a subclass) when the message is
+                          well formed and validly signed but breaks the protocol
+
+None is a ValueError: ValueError and TypeError mean a programming error.
 """
+
+from p2pfl.gossip.errors import GossipSettingError
+from p2pfl.learning.errors import LearningSettingError
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -17,7 +34,7 @@ EXIT_IN_USE = 4
 EXIT_INVALID = 5
 
 
-class UserError(ValueError):
+class UserError(Exception):
     """A problem the user can fix. The CLI prints its message on one line and exits with code 2."""
 
     exit_code = EXIT_USAGE
@@ -33,3 +50,13 @@ class InUseError(UserError):
     """Another node holds this state folder, or the listen address is taken."""
 
     exit_code = EXIT_IN_USE
+
+
+# Bad input from a person, whichever layer found it: the CLI prints it on one line and exits
+# with its exit_code (2 when it has none).
+BAD_INPUT: tuple[type[Exception], ...] = (UserError, GossipSettingError, LearningSettingError)
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code of one of BAD_INPUT."""
+    return getattr(exc, "exit_code", EXIT_USAGE)

@@ -16,8 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from p2pfl.errors import UserError
-
 
 @dataclass(frozen=True)
 class Param:
@@ -39,8 +37,9 @@ T = TypeVar("T", bound=Component)
 class Registry(Generic[T]):
     """The members of one extension point, loaded on first use from the modules of `package`."""
 
-    def __init__(self, kind: str, package: str, attribute: str = "COMPONENT"):
+    def __init__(self, kind: str, package: str, error: type[Exception], attribute: str = "COMPONENT"):
         self.kind = kind
+        self.error = error  # raised for an unknown name: the error kind of the registry's layer
         self.package = package
         self.attribute = attribute
         self._members: dict[str, T] | None = None
@@ -63,10 +62,10 @@ class Registry(Generic[T]):
         return self._members
 
     def get(self, name: str) -> T:
-        """The member called `name`; a UserError listing the choices when there is none."""
+        """The member called `name`; the registry's error, listing the choices, when there is none."""
         members = self._load()
         if name not in members:
-            raise UserError(f"unknown {self.kind} {name!r}; choose one of {', '.join(members)}")
+            raise self.error(f"unknown {self.kind} {name!r}; choose one of {', '.join(members)}")
         return members[name]
 
     def __contains__(self, name: object) -> bool:

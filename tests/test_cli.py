@@ -7,9 +7,10 @@ import torch
 
 from p2pfl.cli import main
 from p2pfl.errors import EXIT_INVALID, EXIT_USAGE
+from p2pfl.files.keys import save_key
 from p2pfl.protocol.codec import encode
 from p2pfl.protocol.consortium import consortium_of
-from p2pfl.protocol.identity import generate_key, peer_id_of, save_key
+from p2pfl.protocol.identity import generate_key, peer_id_of
 from p2pfl.sim.reference import ReferenceEngine
 from p2pfl.sim.vectorized import VectorizedEngine
 

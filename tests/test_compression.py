@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from p2pfl.errors import UserError
 from p2pfl.gossip.compression import (
     ChocoNode,
     ChocoStack,
@@ -25,6 +24,7 @@ from p2pfl.gossip.compression import (
     topk,
     topk_count,
 )
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.mixing import mixing_matrix
 
 
@@ -61,7 +61,7 @@ def test_parse_valid_specs_and_defaults():
     ("topk:fraction", "'topk:fraction': parameter 'fraction' is not of the form key=value"),
 ])
 def test_parse_rejects_bad_specs_with_one_clear_message(spec, message):
-    with pytest.raises(UserError) as err:
+    with pytest.raises(GossipSettingError) as err:
         parse_compression(spec)
     assert str(err.value) == message
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from p2pfl.errors import UserError
 from p2pfl.learning.batches import BatchPlan
+from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.partition import partition
 
 
@@ -40,15 +40,15 @@ def test_site_partition_and_errors():
     site = np.repeat(np.arange(6), 2)
     p = partition("site", y, 3, site=site)
     assert [sorted(set(site[i])) for i in p.indices] == [[0, 3], [1, 4], [2, 5]]
-    with pytest.raises(UserError, match="fewer than the 7 nodes"):
+    with pytest.raises(LearningSettingError, match="fewer than the 7 nodes"):
         partition("site", y, 7, site=site)
-    with pytest.raises(UserError, match="needs a dataset with a site column"):
+    with pytest.raises(LearningSettingError, match="needs a dataset with a site column"):
         partition("site", y, 3)
-    with pytest.raises(UserError, match="fewer than the 20 nodes"):
+    with pytest.raises(LearningSettingError, match="fewer than the 20 nodes"):
         partition("iid", y, 20)
-    with pytest.raises(UserError, match="unknown partition"):
+    with pytest.raises(LearningSettingError, match="unknown partition"):
         partition("zipf:2", y, 2)
-    with pytest.raises(UserError, match="must be positive"):
+    with pytest.raises(LearningSettingError, match="must be positive"):
         partition("dirichlet:-1", y, 2)
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from p2pfl.sim.experiment import load_experiment, plan_runs
-from p2pfl.sim.experiment_store import read_rows
-from p2pfl.sim.experiment_tables import markdown_table, summarize, write_tables
+from p2pfl.experiments.runner import load_experiment, plan_runs
+from p2pfl.experiments.store import read_rows
+from p2pfl.experiments.tables import markdown_table, summarize, write_tables
 
 SIMULATIONS = Path(__file__).resolve().parents[1] / "simulations"
 EXPERIMENTS = {

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from p2pfl.errors import UserError
+from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.models import build_model
 from p2pfl.learning.params import flatten, unflatten
 from p2pfl.learning.privacy import (
@@ -243,5 +243,5 @@ def test_noise_for_epsilon_inverts_epsilon():
     (lambda: dp_gradients(_model(), *_data(), clip=1.0, noise=-1.0), "noise multiplier must be a non-neg"),
 ])
 def test_bad_privacy_settings_are_user_errors(call, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(LearningSettingError, match=message):
         call()

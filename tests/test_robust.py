@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from p2pfl.errors import UserError
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.mixing import mixing_matrix, receiver_average
 from p2pfl.gossip.robust import (
     Aggregator,
@@ -62,7 +62,7 @@ def test_parse_valid_specs_round_trip():
     ("clipped:delta=x", "clipped: delta must be a number, got 'x'"),
 ])
 def test_parse_rejects_bad_specs_with_one_clear_message(spec, message):
-    with pytest.raises(UserError) as err:
+    with pytest.raises(GossipSettingError) as err:
         parse_aggregator(spec)
     assert str(err.value) == message
 
@@ -108,7 +108,7 @@ def test_median_matches_numpy_for_odd_and_even_counts_and_ignores_a_minority_of_
 
 
 def test_trimmed_mean_with_too_few_models_names_the_count():
-    with pytest.raises(UserError) as err:
+    with pytest.raises(GossipSettingError) as err:
         trimmed_mean(torch.zeros(4, 3), 2)
     assert str(err.value) == (
         "trimmed_mean with b=2 needs at least 5 models (self and neighbours), the node has 4"
@@ -116,13 +116,13 @@ def test_trimmed_mean_with_too_few_models_names_the_count():
     n = 10
     edges = np.array([(i, (i + 1) % n) for i in range(n)])  # ring: every node has 3 models
     table = neighbourhoods(mixing_matrix(n, edges))
-    with pytest.raises(UserError) as err:
+    with pytest.raises(GossipSettingError) as err:
         robust_mix(torch.zeros(n, 3), table, parse_aggregator("trimmed_mean:b=2"))
     assert str(err.value) == (
         "trimmed_mean with b=2 needs at least 5 models (self and neighbours), node 0 has 3"
     )
     star = neighbourhoods(mixing_matrix(5, np.array([(0, k) for k in range(1, 5)])))
-    with pytest.raises(UserError, match="node 1 has 2$"):
+    with pytest.raises(GossipSettingError, match="node 1 has 2$"):
         robust_mix(torch.zeros(5, 3), star, parse_aggregator("trimmed_mean:b=1"))
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from p2pfl.errors import UserError
 from p2pfl.gossip import mixing
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.topologies import TOPOLOGIES
 from p2pfl.gossip.topology import build_topology, parse_params
 
@@ -41,14 +41,14 @@ def test_uniform_weights_row_stochastic_and_doubly_on_regular_graphs():
 
 
 def test_bad_names_and_params():
-    with pytest.raises(UserError, match="unknown topology"):
+    with pytest.raises(GossipSettingError, match="unknown topology"):
         build_topology("mesh", 4)
-    with pytest.raises(UserError, match="does not take"):
+    with pytest.raises(GossipSettingError, match="does not take"):
         build_topology("ring", 4, ["p=0.1"])
-    with pytest.raises(UserError, match="key=value"):
+    with pytest.raises(GossipSettingError, match="key=value"):
         parse_params(["p"])
     assert parse_params(["p=0.5,k=3", "variant=local"]) == {"p": 0.5, "k": 3, "variant": "local"}
-    with pytest.raises(UserError, match="between 1 and"):
+    with pytest.raises(GossipSettingError, match="between 1 and"):
         build_topology("epidemic", 4, {"s": 9})
 
 
@@ -85,9 +85,9 @@ def test_predicted_rounds_is_never_for_a_rounding_error_gap():
 
 def test_registry_lists_every_topology_and_refuses_others():
     assert {"ring", "epidemic", "file"} <= set(TOPOLOGIES.names())
-    with pytest.raises(UserError, match="unknown topology 'mesh'; choose one of .*file:PATH.*ring"):
+    with pytest.raises(GossipSettingError, match="unknown topology 'mesh'; choose one of .*file:PATH.*ring"):
         build_topology("mesh", 4)
-    with pytest.raises(UserError, match="unknown topology 'ring:x'"):
+    with pytest.raises(GossipSettingError, match="unknown topology 'ring:x'"):
         build_topology("ring:x", 4)  # ring takes no argument
-    with pytest.raises(UserError, match="does not take q"):
+    with pytest.raises(GossipSettingError, match="does not take q"):
         build_topology("ring", 4, {"q": 1})

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import scipy.sparse as sp
 import torch
 
-from p2pfl.errors import UserError
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.mixing import to_torch
 from p2pfl.gossip.spec import is_number, key_values, number
 
@@ -66,19 +66,21 @@ class Compression:
 
     def __post_init__(self) -> None:
         if self.name not in COMPRESSIONS:
-            raise UserError(f"unknown compression {self.name!r}; choose one of {', '.join(COMPRESSIONS)}")
+            raise GossipSettingError(f"unknown compression {self.name!r}; choose one of "
+                                     f"{', '.join(COMPRESSIONS)}")
         if not (is_number(self.fraction) and 0 < self.fraction <= 1):
-            raise UserError(f"topk: fraction must be in (0, 1], got {self.fraction!r}")
+            raise GossipSettingError(f"topk: fraction must be in (0, 1], got {self.fraction!r}")
         if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 0:
-            raise UserError(f"int8: chunk must be a non-negative integer (0: one scale), got {self.chunk!r}")
+            raise GossipSettingError(f"int8: chunk must be a non-negative integer (0: one scale), "
+                                     f"got {self.chunk!r}")
         if self.rounding not in ROUNDINGS:
-            raise UserError(f"int8: rounding must be nearest or stochastic, got {self.rounding!r}")
+            raise GossipSettingError(f"int8: rounding must be nearest or stochastic, got {self.rounding!r}")
         if self.name == "topk" and self.gamma is None:
             object.__setattr__(self, "gamma", float(self.fraction))
         if self.gamma is not None and not (is_number(self.gamma) and 0 < self.gamma <= 1):
-            raise UserError(f"{self.name}: gamma must be in (0, 1], got {self.gamma!r}")
+            raise GossipSettingError(f"{self.name}: gamma must be in (0, 1], got {self.gamma!r}")
         if self.name == "none" and self.gamma is not None:
-            raise UserError("compression none does not take gamma")
+            raise GossipSettingError("compression none does not take gamma")
 
     @property
     def choco(self) -> bool:
@@ -103,11 +105,11 @@ def parse_compression(spec: str) -> Compression:
     name, _, rest = str(spec).strip().partition(":")
     name = name.strip()
     if name not in COMPRESSIONS:
-        raise UserError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
+        raise GossipSettingError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
     params = key_values(spec, rest)
     unknown = sorted(set(params) - set(_KEYS[name]))
     if unknown:
-        raise UserError(f"compression {name} does not take {', '.join(unknown)} "
+        raise GossipSettingError(f"compression {name} does not take {', '.join(unknown)} "
                         f"(takes: {', '.join(_KEYS[name]) or 'none'})")
     kwargs: dict[str, object] = {}
     for key in ("fraction", "gamma"):
@@ -117,7 +119,7 @@ def parse_compression(spec: str) -> Compression:
         try:
             kwargs["chunk"] = int(params["chunk"])
         except ValueError:
-            raise UserError(f"int8: chunk must be a non-negative integer (0: one scale), "
+            raise GossipSettingError(f"int8: chunk must be a non-negative integer (0: one scale), "
                             f"got {params['chunk']!r}") from None
     if "rounding" in params:
         kwargs["rounding"] = params["rounding"]

@@ -47,7 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from p2pfl.errors import UserError
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.spec import is_number, key_values, number
 
 AGGREGATORS = ("mean", "trimmed_mean", "median", "clipped")
@@ -67,21 +67,23 @@ class Aggregator:
 
     def __post_init__(self) -> None:
         if self.name not in AGGREGATORS:
-            raise UserError(f"unknown aggregator {self.name!r}; choose one of {', '.join(AGGREGATORS)}")
+            raise GossipSettingError(f"unknown aggregator {self.name!r}; choose one of "
+                                     f"{', '.join(AGGREGATORS)}")
         if self.name == "trimmed_mean":
             if isinstance(self.b, bool) or not isinstance(self.b, int) or self.b < 1:
-                raise UserError(f"trimmed_mean: b must be a positive integer, got {self.b!r}")
+                raise GossipSettingError(f"trimmed_mean: b must be a positive integer, got {self.b!r}")
         elif self.b:
-            raise UserError(f"aggregator {self.name} does not take b")
+            raise GossipSettingError(f"aggregator {self.name} does not take b")
         if self.name == "clipped":
             if (self.tau is None) == (self.delta is None):
-                raise UserError("clipped: give exactly one of tau (fixed radius) or delta (adaptive)")
+                raise GossipSettingError("clipped: give exactly one of tau (fixed radius) or delta "
+                                         "(adaptive)")
             if self.tau is not None and not (is_number(self.tau) and 0 < self.tau < float("inf")):
-                raise UserError(f"clipped: tau must be a positive number, got {self.tau!r}")
+                raise GossipSettingError(f"clipped: tau must be a positive number, got {self.tau!r}")
             if self.delta is not None and not (is_number(self.delta) and 0 <= self.delta < 1):
-                raise UserError(f"clipped: delta must be a number in [0, 1), got {self.delta!r}")
+                raise GossipSettingError(f"clipped: delta must be a number in [0, 1), got {self.delta!r}")
         elif self.tau is not None or self.delta is not None:
-            raise UserError(f"aggregator {self.name} does not take tau or delta")
+            raise GossipSettingError(f"aggregator {self.name} does not take tau or delta")
 
     def min_models(self) -> int:
         """Fewest models (self included) the rule can combine: 2b + 1 for trimmed_mean, else 1."""
@@ -100,19 +102,19 @@ def parse_aggregator(spec: str) -> Aggregator:
     name, _, rest = str(spec).strip().partition(":")
     name = name.strip()
     if name not in AGGREGATORS:
-        raise UserError(f"unknown aggregator {name!r}; choose one of {', '.join(AGGREGATORS)}")
+        raise GossipSettingError(f"unknown aggregator {name!r}; choose one of {', '.join(AGGREGATORS)}")
     params = key_values(spec, rest)
     allowed = {"mean": (), "median": (), "trimmed_mean": ("b",), "clipped": ("tau", "delta")}[name]
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise UserError(f"aggregator {name} does not take {', '.join(unknown)} "
+        raise GossipSettingError(f"aggregator {name} does not take {', '.join(unknown)} "
                         f"(takes: {', '.join(allowed) or 'none'})")
     if name == "trimmed_mean":
         text = params.get("b", "1")
         try:
             b = int(text)
         except ValueError:
-            raise UserError(f"trimmed_mean: b must be a positive integer, got {text!r}") from None
+            raise GossipSettingError(f"trimmed_mean: b must be a positive integer, got {text!r}") from None
         return Aggregator(name, b=b)
     if name == "clipped":
         if not params:
@@ -374,5 +376,6 @@ def _check_enough(counts: torch.Tensor, agg: Aggregator, node: int | None) -> No
     if bool(low.any()):
         k = int(torch.nonzero(low)[0, 0])
         who = "the node" if node is None else f"node {node + k}"
-        raise UserError(f"trimmed_mean with b={agg.b} needs at least {need} models (self and neighbours), "
+        raise GossipSettingError(f"trimmed_mean with b={agg.b} needs at least {need} models (self "
+                                 f"and neighbours), "
                         f"{who} has {int(counts[k])}")

@@ -1,34 +1,19 @@
-"""Parsing `name:key=value,...` option strings (aggregators, compression) with clear errors."""
+"""The project's option-string parser (p2pfl/spec.py) raising the gossip layer's error."""
 
 from __future__ import annotations
 
-from p2pfl.errors import UserError
+from p2pfl import spec
+from p2pfl.gossip.errors import GossipSettingError
+from p2pfl.spec import is_number
+
+__all__ = ["is_number", "key_values", "number"]
 
 
-def key_values(spec: str, rest: str) -> dict[str, str]:
-    """The `key=value` pairs after the colon of `spec`; malformed or repeated keys are errors."""
-    out: dict[str, str] = {}
-    for part in rest.split(","):
-        if not part.strip():
-            continue
-        key, eq, value = part.partition("=")
-        key = key.strip()
-        if not eq or not key or not value.strip():
-            raise UserError(f"{spec!r}: parameter {part.strip()!r} is not of the form key=value")
-        if key in out:
-            raise UserError(f"{spec!r}: parameter {key} given twice")
-        out[key] = value.strip()
-    return out
+def key_values(text: str, rest: str) -> dict[str, str]:
+    """`p2pfl.spec.key_values` raising GossipSettingError."""
+    return spec.key_values(text, rest, GossipSettingError)
 
 
 def number(what: str, text: str) -> float:
-    """float(text), or a UserError saying which option is not a number."""
-    try:
-        return float(text)
-    except ValueError:
-        raise UserError(f"{what} must be a number, got {text!r}") from None
-
-
-def is_number(value: object) -> bool:
-    """An int or float that is not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """`p2pfl.spec.number` raising GossipSettingError."""
+    return spec.number(what, text, GossipSettingError)

@@ -14,8 +14,8 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
-from p2pfl.errors import UserError
 from p2pfl.gossip import mixing
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.topologies import Kind, StaticTopology, TimeVaryingTopology, kind_of
 
 
@@ -32,7 +32,7 @@ def parse_params(items: list[str] | dict[str, object] | None) -> dict[str, objec
                 continue
             key, eq, value = part.partition("=")
             if not eq or not key.strip():
-                raise UserError(f"parameter {part!r} is not of the form key=value")
+                raise GossipSettingError(f"parameter {part!r} is not of the form key=value")
             out[key.strip()] = _number(value.strip())
     return out
 
@@ -130,12 +130,13 @@ def build_topology(
     seed: int = 0,
     scheme: str = "metropolis_hastings",
 ) -> Topology:
-    """Build a topology by name; bad names or parameters raise UserError."""
+    """Build a topology by name; bad names or parameters raise GossipSettingError."""
     params = parse_params(params)
     if n < 1:
-        raise UserError(f"--nodes must be at least 1, got {n}")
+        raise GossipSettingError(f"--nodes must be at least 1, got {n}")
     if scheme not in mixing.SCHEMES:
-        raise UserError(f"unknown mixing scheme {scheme!r}; choose one of {', '.join(mixing.SCHEMES)}")
+        raise GossipSettingError(f"unknown mixing scheme {scheme!r}; choose one of "
+                                 f"{', '.join(mixing.SCHEMES)}")
     kind, argument = kind_of(name)
     full = kind.resolve(params, n)
     graph = None

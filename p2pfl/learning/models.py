@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from p2pfl.errors import UserError
+from p2pfl.learning.errors import LearningSettingError
 
 MODELS = ("logreg", "mlp")
 
@@ -20,9 +20,10 @@ def parse_hidden(text: str | list[int] | tuple[int, ...] | None) -> tuple[int, .
         try:
             sizes = tuple(int(h) for h in str(text).split(",") if h.strip())
         except ValueError:
-            raise UserError(f"--hidden must be comma-separated integers like 32,16, got {text!r}") from None
+            raise LearningSettingError(f"--hidden must be comma-separated integers like 32,16, got "
+                                       f"{text!r}") from None
     if not sizes or any(h < 1 for h in sizes):
-        raise UserError(f"--hidden sizes must be positive integers, got {text!r}")
+        raise LearningSettingError(f"--hidden sizes must be positive integers, got {text!r}")
     return sizes
 
 
@@ -31,7 +32,7 @@ def build_model(
 ) -> nn.Module:
     """A freshly initialised model; the same (kind, sizes, seed) always gives the same weights."""
     if kind not in MODELS:
-        raise UserError(f"unknown model {kind!r}; choose one of {', '.join(MODELS)}")
+        raise LearningSettingError(f"unknown model {kind!r}; choose one of {', '.join(MODELS)}")
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:

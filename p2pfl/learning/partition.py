@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from p2pfl.errors import UserError
+from p2pfl.learning.errors import LearningSettingError
 
 KINDS = ("iid", "dirichlet:ALPHA", "quantity:ALPHA", "site", "shift:SIGMA")
 
@@ -37,9 +37,9 @@ def partition(
 ) -> Partition:
     """Partition len(y) rows among `nodes` nodes; every node gets at least one row."""
     if nodes < 1:
-        raise UserError(f"--nodes must be at least 1, got {nodes}")
+        raise LearningSettingError(f"--nodes must be at least 1, got {nodes}")
     if len(y) < nodes:
-        raise UserError(f"the training set has {len(y)} samples, fewer than the {nodes} nodes")
+        raise LearningSettingError(f"the training set has {len(y)} samples, fewer than the {nodes} nodes")
     rng = np.random.default_rng([seed, 0x9A27])
     kind, _, arg = spec.partition(":")
     if kind == "iid" and not arg:
@@ -54,16 +54,16 @@ def partition(
             return Partition(_dirichlet_sizes(len(y), nodes, value, rng))
         parts = _even(rng.permutation(len(y)), nodes)
         return Partition(parts, rng.normal(0.0, value, size=(nodes, n_features)).astype(np.float32))
-    raise UserError(f"unknown partition {spec!r}; choose one of {', '.join(KINDS)}")
+    raise LearningSettingError(f"unknown partition {spec!r}; choose one of {', '.join(KINDS)}")
 
 
 def _positive(spec: str, arg: str) -> float:
     try:
         value = float(arg)
     except ValueError:
-        raise UserError(f"partition {spec!r}: the value after ':' must be a number") from None
+        raise LearningSettingError(f"partition {spec!r}: the value after ':' must be a number") from None
     if not value > 0:
-        raise UserError(f"partition {spec!r}: the value must be positive")
+        raise LearningSettingError(f"partition {spec!r}: the value must be positive")
     return value
 
 
@@ -73,12 +73,13 @@ def _even(perm: np.ndarray, nodes: int) -> list[np.ndarray]:
 
 def _by_site(site: np.ndarray | None, nodes: int) -> list[np.ndarray]:
     if site is None:
-        raise UserError(
+        raise LearningSettingError(
             "partition 'site' needs a dataset with a site column (synthetic, or csv with --site-column)"
         )
     sites = np.unique(site)
     if len(sites) < nodes:
-        raise UserError(f"partition 'site': the data has {len(sites)} sites, fewer than the {nodes} nodes")
+        raise LearningSettingError(f"partition 'site': the data has {len(sites)} sites, fewer than "
+                                   f"the {nodes} nodes")
     # Sites are dealt to nodes in order: node k holds sites k, k + nodes, ...
     node_of_row = np.searchsorted(sites, site) % nodes
     order = np.argsort(node_of_row, kind="stable")

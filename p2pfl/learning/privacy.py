@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from p2pfl.errors import UserError
+from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.params import param_specs, unflatten
 
 ORDERS: tuple[int, ...] = tuple(range(2, 257))
@@ -215,12 +215,12 @@ def _dp_step(
 
 def _check_clip(clip: float) -> None:
     if not (isinstance(clip, (int, float)) and 0 < clip < math.inf):
-        raise UserError(f"DP clipping norm must be a positive number, got {clip!r}")
+        raise LearningSettingError(f"DP clipping norm must be a positive number, got {clip!r}")
 
 
 def _check_noise(noise: float) -> None:
     if not (isinstance(noise, (int, float)) and 0 <= noise < math.inf):
-        raise UserError(f"DP noise multiplier must be a non-negative number, got {noise!r}")
+        raise LearningSettingError(f"DP noise multiplier must be a non-negative number, got {noise!r}")
 
 
 # ---- Renyi DP accountant -----------------------------------------------------------------------
@@ -230,7 +230,8 @@ def rdp_sampled_gaussian(sample_rate: float, noise: float, orders: Sequence[int]
     """RDP of one step of the Sampled Gaussian Mechanism at integer orders (Mironov et al. 2019)."""
     _check_rate(sample_rate)
     if not noise > 0:
-        raise UserError(f"an epsilon target with no noise cannot be met: the noise multiplier must be "
+        raise LearningSettingError(f"an epsilon target with no noise cannot be met: the noise "
+                                   f"multiplier must be "
                         f"positive, got {noise!r}")
     a = np.asarray(orders)
     if a.ndim != 1 or len(a) == 0 or (a != np.round(a)).any() or (a < 2).any():
@@ -283,12 +284,13 @@ def epsilon(
 ) -> float:
     """(epsilon, delta)-DP of `steps` DP-SGD steps with Poisson sampling rate q and noise sigma."""
     if not noise_multiplier > 0:
-        raise UserError(f"an epsilon target with no noise cannot be met: the noise multiplier must be "
+        raise LearningSettingError(f"an epsilon target with no noise cannot be met: the noise "
+                                   f"multiplier must be "
                         f"positive, got {noise_multiplier!r}")
     _check_rate(sample_rate)
     _check_delta(delta)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise UserError(f"steps must be a non-negative integer, got {steps!r}")
+        raise LearningSettingError(f"steps must be a non-negative integer, got {steps!r}")
     if steps == 0:
         return 0.0
     rdp = steps * rdp_sampled_gaussian(sample_rate, noise_multiplier, orders)
@@ -300,7 +302,7 @@ def noise_for_epsilon(
 ) -> float:
     """Smallest noise multiplier (to 0.01%) whose `epsilon` is at most the target (bisection)."""
     if not (isinstance(target_epsilon, (int, float)) and 0 < target_epsilon < math.inf):
-        raise UserError(f"epsilon target must be a positive number, got {target_epsilon!r}")
+        raise LearningSettingError(f"epsilon target must be a positive number, got {target_epsilon!r}")
 
     def eps(sigma: float) -> float:
         return epsilon(sigma, sample_rate, steps, delta, improved=improved)
@@ -309,7 +311,7 @@ def noise_for_epsilon(
     while eps(hi) > target_epsilon:
         hi *= 2
         if hi > 1e6:
-            raise UserError(f"epsilon {target_epsilon} is out of reach with delta {delta}")
+            raise LearningSettingError(f"epsilon {target_epsilon} is out of reach with delta {delta}")
     lo = hi / 2
     while lo > 1e-3 and eps(lo) <= target_epsilon:
         hi, lo = lo, lo / 2
@@ -342,9 +344,9 @@ class RdpAccountant:
 
 def _check_rate(q: float) -> None:
     if not (isinstance(q, (int, float)) and 0 < q <= 1):
-        raise UserError(f"DP sampling rate must be in (0, 1], got {q!r}")
+        raise LearningSettingError(f"DP sampling rate must be in (0, 1], got {q!r}")
 
 
 def _check_delta(delta: float) -> None:
     if not (isinstance(delta, (int, float)) and 0 < delta < 1):
-        raise UserError(f"DP delta must be in (0, 1), got {delta!r}")
+        raise LearningSettingError(f"DP delta must be in (0, 1), got {delta!r}")

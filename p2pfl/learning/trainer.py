@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from p2pfl.errors import UserError
+from p2pfl.learning.errors import LearningSettingError
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -27,11 +27,12 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
-            raise UserError(f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+            raise LearningSettingError(f"unknown optimizer {self.name!r}; choose one of "
+                                       f"{', '.join(OPTIMIZERS)}")
         if not self.lr > 0:
-            raise UserError(f"--lr must be positive, got {self.lr}")
+            raise LearningSettingError(f"--lr must be positive, got {self.lr}")
         if not 0 <= self.momentum < 1:
-            raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
+            raise LearningSettingError(f"momentum must be in [0, 1), got {self.momentum}")
 
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import gc
-import os
 import signal
 import socket
 import threading
@@ -20,36 +19,25 @@ import numpy as np
 import torch
 import trio
 
-from p2pfl.errors import EXIT_OK, InUseError, StateWriteError, UserError
-from p2pfl.gossip.compression import parse_compression
-from p2pfl.gossip.robust import parse_aggregator
-from p2pfl.gossip.topology import build_topology
-from p2pfl.learning.batches import BatchPlan
-from p2pfl.learning.local import load_local
-from p2pfl.learning.models import build_model
-from p2pfl.learning.params import fingerprint, flatten, param_specs
-from p2pfl.learning.privacy import dp_train_steps, epsilon
-from p2pfl.learning.trainer import OptimConfig, accuracy, make_optimizer, train_steps
+from p2pfl.errors import BAD_INPUT, EXIT_OK, InUseError, StateWriteError, UserError
+from p2pfl.learning.privacy import dp_train_steps
+from p2pfl.learning.trainer import accuracy, train_steps
 from p2pfl.net import checkpoint, transfer
+from p2pfl.net.assembly import Parts, assemble, load_files
 from p2pfl.net.eventlog import EventLog
 from p2pfl.net.host import PROTOCOL, make_host, multiaddrs, peer_id, quiet_libp2p_logs
 from p2pfl.net.settings import NodeSettings
-from p2pfl.net.shared_settings import shared_sections
-from p2pfl.net.state_lock import StateLock
 from p2pfl.protocol.codec import decode, encode
-from p2pfl.protocol.consortium import check_consortium, consortium_of
-from p2pfl.protocol.identity import load_key, peer_id_of
-from p2pfl.protocol.messages import InvalidMessage
+from p2pfl.protocol.consortium import check_consortium
+from p2pfl.protocol.messages import InvalidMessage, ProtocolViolation
 from p2pfl.protocol.multiaddr import InvalidMultiaddr, parse_multiaddr
-from p2pfl.protocol.payload import UpdateFormat
-from p2pfl.protocol.roster import Roster, load_roster
+from p2pfl.protocol.roster import Roster
 from p2pfl.protocol.rounds import (
     Aggregate,
     Checkpoint,
     Done,
     Held,
     Reject,
-    RoundMachine,
     Send,
     Train,
 )
@@ -61,61 +49,23 @@ STOP_GRACE = 1.5  # seconds a stop by signal may take to close the host
 
 
 class Node:
-    """One hospital's daemon. Build with `Node.from_settings`, run with `trio.run(node.run)`."""
+    """One hospital's daemon. Build with `Node.from_settings` (or `Node.build`), run with
+    `trio.run(node.run)`."""
 
-    def __init__(self, settings: NodeSettings, key, roster: Roster, log: EventLog):
-        self.settings = settings
-        self.key = key
-        self.roster = roster
-        self.log = log
-        self.self_id = peer_id_of(key)
-        me = [i for i, m in enumerate(roster.members) if m.peer_id == self.self_id]
-        if not me:
-            raise UserError(f"this node's peer ID {self.self_id} is not in the roster")
-        self.index = me[0]
-        if roster.members[self.index].name != settings.node.name:
-            raise UserError(f"node.name is {settings.node.name!r} but the roster calls this key "
-                            f"{roster.members[self.index].name!r}")
-        self.members = [m.peer_id for m in roster.members]
-        self.names = {m.peer_id: m.name for m in roster.members}
-        g, d, t = settings.gossip, settings.data, settings.training
-        if t.threads:
-            torch.set_num_threads(t.threads)
-        self.topology = build_topology(g.topology, len(self.members), g.params, seed=g.seed,
-                                       scheme=g.mixing)
-        self.data = load_local(d.source, self.index, len(self.members), d.label_column, d.classes,
-                               d.partition, d.seed)
-        self.model = build_model(settings.model.kind, self.data.n_features, self.data.n_classes,
-                                 tuple(settings.model.hidden), seed=t.seed)
-        self.optimizer = make_optimizer(self.model, OptimConfig(t.optimizer, t.lr, t.momentum))
-        self.state_dir = settings.path(settings.node.state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.state_lock = StateLock(self.state_dir)  # one node per state folder, held until exit
-        self.state_lock.acquire()
-        initial = flatten(self.model)  # the same at every member (same seed)
-        self.n_params = initial.numel()
-        start = self._restore()
-        self.fingerprint = fingerprint(self.model)
-        self.plan = BatchPlan(self.data.plan_sizes, t.batch_size, t.local_steps, seed=t.seed)
-        self.aggregator = parse_aggregator(g.aggregator)
-        self._check_aggregator()
-        self.privacy = settings.privacy
-        self.sample_rate = min(1.0, t.batch_size / len(self.data.y_train))
-        if self.privacy.noise > 0:
-            planned = self.epsilon(t.rounds)
-            if self.privacy.max_epsilon and planned > self.privacy.max_epsilon:
-                raise UserError(f"{t.rounds} rounds of DP-SGD with noise {self.privacy.noise} would spend "
-                                f"epsilon {planned:.2f} > privacy.max_epsilon {self.privacy.max_epsilon}")
-        self.specs = param_specs(self.model)
-        self.format = UpdateFormat(self.specs, self.fingerprint, parse_compression(g.compression),
-                                   self.aggregator, initial, self.members, restarted=start > 0,
-                                   static=not self.topology.time_varying)
-        self.consortium = consortium_of(shared_sections(settings, roster))
-        # a catch-up needs the word of more members than the aggregator tolerates (rounds.py)
-        self.machine = RoundMachine(self.self_id, self.members, self.topology, self.specs,
-                                    self._params(), start_round=start, rounds=t.rounds,
-                                    validate=self.format.incoming, catch_up=self.format.choco is None,
-                                    quorum=max(2, self.aggregator.b + 1))
+    def __init__(self, parts: Parts, log: EventLog):
+        """Run what `assembly.assemble` built (key, roster, learner, gossip, state folder)."""
+        self.settings, self.log = parts.settings, log
+        who, learner, gossip = parts.identity, parts.learner, parts.gossip
+        self.key, self.roster, self.self_id, self.index = who.key, who.roster, who.self_id, who.index
+        self.members, self.names = who.members, who.names
+        self.learner = learner
+        self.data, self.model, self.optimizer = learner.data, learner.model, learner.optimizer
+        self.plan, self.privacy, self.specs = learner.plan, learner.privacy, learner.specs
+        self.fingerprint, self.n_params = learner.fingerprint, learner.n_params
+        self.topology, self.aggregator, self.format = gossip.topology, gossip.aggregator, gossip.format
+        self.consortium, self.machine = gossip.consortium, gossip.machine
+        self.state_dir, self.state_lock = parts.state_dir, parts.state_lock
+        g = self.settings.gossip
         rt = g.round_timeout
         self.timeouts = transfer.Timeouts(connect=min(10.0, rt), chunk=min(30.0, rt), ack=min(60.0, 2 * rt))
         # An update is this model's tensors plus a header: refuse anything much larger before
@@ -131,58 +81,20 @@ class Node:
         self.sends_in_flight = 0
         self.host = None
         self.nursery: trio.Nursery | None = None
-        self.log.info("loaded", peer_id=self.self_id, index=self.index, members=len(self.members),
-                      train_rows=len(self.data.y_train), params=self.n_params,
-                      start_round=start, rounds=t.rounds, topology=g.topology,
-                      consortium=self.consortium.id.hex()[:16])
-        self._check_catch_up()
-
-    def _restore(self) -> int:
-        """Load the last good checkpoint and make metrics.jsonl agree with it; the round to start."""
-        restored = checkpoint.recover(self.state_dir, self.model, self.optimizer)
-        for warning in restored.warnings:
-            self.log.warn("checkpoint_fallback", reason=warning)
-        if restored.repairs:
-            self.log.info("state_repaired", what="; ".join(restored.repairs))
-        return restored.round
-
-    def _check_catch_up(self) -> None:
-        """Say at start if this node can never catch up by jumping (too few in-neighbours)."""
-        if self.topology.time_varying or not self.machine.catch_up:
-            return
-        have = len(self.topology.in_neighbors(self.index, 0))
-        if have < self.machine.quorum:
-            self.log.warn("catch_up_impossible", in_neighbours=have, quorum=self.machine.quorum,
-                          effect="after a restart this node runs its missed rounds by deadline")
-
-    def _check_aggregator(self) -> None:
-        """A robust rule needs enough models every round: check the topology before starting."""
-        need = self.aggregator.min_models()
-        rounds = range(1) if not self.topology.time_varying else range(min(self.settings.training.rounds, 64))
-        have = min(len(self.topology.in_neighbors(self.index, r)) + 1 for r in rounds)
-        if have < need:
-            raise UserError(f"gossip.aggregator {self.aggregator} needs at least {need} models per round, "
-                            f"but this node receives from {have - 1} neighbour(s) (plus its own model) "
-                            f"with topology {self.settings.gossip.topology}")
 
     def epsilon(self, rounds: int) -> float:
         """Privacy spent after `rounds` rounds of DP-SGD, at privacy.delta."""
-        steps = rounds * self.settings.training.local_steps
-        return epsilon(self.privacy.noise, self.sample_rate, steps, self.privacy.delta)
+        return self.learner.epsilon(rounds)
+
+    @classmethod
+    def build(cls, settings: NodeSettings, key, roster: Roster, log: EventLog) -> Node:
+        """A node of these settings with this key and roster (see p2pfl.net.assembly)."""
+        return cls(assemble(settings, key, roster, log), log)
 
     @classmethod
     def from_settings(cls, settings: NodeSettings) -> Node:
-        """Load the key (passphrase from the named environment variable) and the roster."""
-        passphrase = None
-        if settings.node.passphrase_env:
-            value = os.environ.get(settings.node.passphrase_env)
-            if value is None:
-                raise UserError(f"node.passphrase_env names {settings.node.passphrase_env}, "
-                                "which is not set in the environment")
-            passphrase = value.encode()
-        key = load_key(settings.path(settings.node.key_file), passphrase)
-        roster = load_roster(settings.path(settings.node.roster))
-        return cls(settings, key, roster, EventLog(settings.node.name))
+        """Load the key (passphrase from the named environment variable) and the roster, and build."""
+        return cls.build(settings, *load_files(settings), EventLog(settings.node.name))
 
     # -- main loop ------------------------------------------------------------------------
 
@@ -425,7 +337,8 @@ class Node:
         try:
             update = await trio.to_thread.run_sync(decode, payload, self.max_bytes, peer)
             if update.round != round:
-                raise InvalidMessage(f"transfer header says round {round}, the signed update {update.round}")
+                raise ProtocolViolation(f"transfer header says round {round}, "
+                                        f"the signed update {update.round}")
             check_consortium(update, self.consortium)
         except InvalidMessage as exc:
             self.log.warn_limited("update_rejected", f"{peer} {exc}", sender=self.names[peer],
@@ -530,7 +443,7 @@ class Node:
         stats[key] = stats.get(key, 0) + n
 
     def _params(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.model.named_parameters()}
+        return self.learner.params()
 
 
 def run_node(settings: NodeSettings) -> int:
@@ -543,11 +456,11 @@ def run_node(settings: NodeSettings) -> int:
 
 
 def _user_error(group: BaseExceptionGroup) -> BaseException:
-    """The UserError that ended the node (one line for the CLI), or `group` itself if a bug."""
+    """The bad-input error that ended the node (one line for the CLI), or `group` itself if a bug."""
     for leaf in group.exceptions:
         while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
             leaf = leaf.exceptions[0]
-        if isinstance(leaf, UserError):
+        if isinstance(leaf, BAD_INPUT):
             return leaf
     return group
 

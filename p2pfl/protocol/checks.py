@@ -6,7 +6,7 @@ import torch
 
 from p2pfl.learning.params import fingerprint
 from p2pfl.protocol.codec import state_dict
-from p2pfl.protocol.messages import DTYPE_NAMES, InvalidMessage, ModelUpdate
+from p2pfl.protocol.messages import DTYPE_NAMES, InvalidMessage, ModelUpdate, ProtocolViolation
 
 Spec = tuple[str, tuple[int, ...], torch.dtype]
 
@@ -14,14 +14,15 @@ Spec = tuple[str, tuple[int, ...], torch.dtype]
 def check_against(update: ModelUpdate, specs: list[Spec]) -> dict[str, torch.Tensor]:
     """The update's tensors by name, after checking they fit the local model's `specs`.
 
-    Raises InvalidMessage for a different architecture fingerprint, missing, extra or
-    reordered tensors, a shape or dtype mismatch, or any NaN or infinite value.
+    Raises ProtocolViolation for another encoding or architecture fingerprint, InvalidMessage
+    for missing, extra or reordered tensors, a shape or dtype mismatch, or any NaN or infinite
+    value.
     """
     if update.encoding != "dense":
-        raise InvalidMessage(f"update is encoded as {update.encoding!r}; this node expects dense models")
+        raise ProtocolViolation(f"update is encoded as {update.encoding!r}; this node expects dense models")
     expected = fingerprint(specs)
     if update.fingerprint != expected:
-        raise InvalidMessage(
+        raise ProtocolViolation(
             f"model fingerprint {update.fingerprint[:16]} does not match the local model's "
             f"{expected[:16]}: the sender trains a different architecture"
         )

@@ -15,7 +15,7 @@ import torch
 
 from p2pfl.gossip.compression import Compression, Encoded, decode, topk_count
 from p2pfl.protocol.codec import state_dict
-from p2pfl.protocol.messages import InvalidMessage, ModelUpdate
+from p2pfl.protocol.messages import InvalidMessage, ModelUpdate, ProtocolViolation
 
 FULL = "choco-full"
 
@@ -43,7 +43,7 @@ def from_wire(update: ModelUpdate, c: Compression, p: int) -> torch.Tensor:
         _expect(tensors, {"values": (torch.float32, (p,))})
         return _finite(tensors["values"].float())
     if update.encoding != str(c):
-        raise InvalidMessage(f"update is encoded as {update.encoding!r}, this consortium uses {str(c)!r}")
+        raise ProtocolViolation(f"update is encoded as {update.encoding!r}, this consortium uses {str(c)!r}")
     if c.name == "topk":
         k = topk_count(p, c.fraction)
         _expect(tensors, {"values": (torch.float32, (k,)), "indices": (torch.int32, (k,))})

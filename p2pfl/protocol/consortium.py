@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from p2pfl.protocol.messages import InvalidMessage, ModelUpdate
+from p2pfl.protocol.messages import InvalidMessage, ModelUpdate, ProtocolViolation
 from p2pfl.protocol.wording import a_type, short
 
 ID_CONTEXT = b"p2pfl consortium v1\0"
@@ -99,7 +99,9 @@ def check_sections(sections: object, digest_size: int) -> None:
 
 
 def check_consortium(update: ModelUpdate, mine: Consortium) -> None:
-    """Raise InvalidMessage, naming the sections that differ, unless `update` is of `mine`."""
+    """Raise ProtocolViolation, naming the sections that differ, unless `update` is of `mine`.
+
+    Called on a decoded update, whose signature verified: the sender is of another consortium."""
     if update.consortium == mine.id:
         return
     theirs = update.sections
@@ -112,7 +114,7 @@ def check_consortium(update: ModelUpdate, mine: Consortium) -> None:
         parts.append(f"sections only this node has: {', '.join(only_ours)}")
     if not parts:  # the short digests all match, the IDs do not: the header contradicts itself
         parts.append("every section digest the sender lists matches this node's")
-    raise InvalidMessage(
+    raise ProtocolViolation(
         f"consortium {update.consortium.hex()[:SHORT_ID]} differs from this node's "
         f"{mine.id.hex()[:SHORT_ID]}: {'; '.join(parts)} "
         "(the members' rosters or settings are not the same)"

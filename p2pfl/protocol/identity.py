@@ -1,4 +1,4 @@
-"""Node identity: Ed25519 keys in PEM files, signatures, and libp2p peer IDs.
+"""Node identity: Ed25519 keys as PEM bytes, signatures, and libp2p peer IDs.
 
 A libp2p peer ID for an Ed25519 key is the base58btc text of the identity multihash
 (code 0x00, length 36) of the protobuf PublicKey {Type: Ed25519 (1), Data: 32 raw bytes},
@@ -7,26 +7,21 @@ whose encoding is the bytes 08 01 12 20 followed by the key.
 
 from __future__ import annotations
 
-import os
-import stat
-from pathlib import Path
-
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from p2pfl.atomic import write_atomic
-from p2pfl.errors import UserError
 from p2pfl.protocol.base58 import b58decode, b58encode
 
 __all__ = [
     "Ed25519PrivateKey",
     "Ed25519PublicKey",
     "InvalidPeerId",
+    "InvalidKey",
     "generate_key",
-    "save_key",
-    "load_key",
+    "key_to_pem",
+    "key_from_pem",
     "sign",
     "verify",
     "public_key_bytes",
@@ -36,8 +31,6 @@ __all__ = [
     "is_peer_id",
 ]
 
-KEY_FILE_MODE = 0o600
-MAX_KEY_FILE_SIZE = 64 * 1024
 MAX_PEER_ID_LENGTH = 128  # Ed25519 peer IDs are 52 characters; bounds the base58 decode cost
 
 _MULTIHASH_PREFIX = bytes([0x00, 36])  # identity hash, 36 bytes of digest
@@ -45,8 +38,12 @@ _PROTOBUF_PREFIX = bytes([0x08, 0x01, 0x12, 0x20])  # Type=Ed25519, Data=<32 byt
 _PEER_ID_PREFIX = _MULTIHASH_PREFIX + _PROTOBUF_PREFIX
 
 
-class InvalidPeerId(ValueError):
+class InvalidPeerId(Exception):
     """A string that is not the peer ID of an Ed25519 key."""
+
+
+class InvalidKey(Exception):
+    """Bytes that are not a usable Ed25519 private key (PEM); the text says why."""
 
 
 def generate_key() -> Ed25519PrivateKey:
@@ -54,13 +51,8 @@ def generate_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-def save_key(
-    key: Ed25519PrivateKey, path: Path, passphrase: bytes | None = None, overwrite: bool = False
-) -> None:
-    """Write the key as PKCS8 PEM, mode 0600, atomically; encrypted if a passphrase is given.
-
-    Raises FileExistsError if the file exists and `overwrite` is false.
-    """
+def key_to_pem(key: Ed25519PrivateKey, passphrase: bytes | None = None) -> bytes:
+    """The key as PKCS8 PEM, encrypted if a passphrase is given (ValueError if it is empty)."""
     if passphrase is not None and not passphrase:
         raise ValueError("the passphrase is empty")
     encryption: serialization.KeySerializationEncryption = (
@@ -68,60 +60,33 @@ def save_key(
         if passphrase
         else serialization.NoEncryption()
     )
-    pem = key.private_bytes(
+    return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    write_atomic(Path(path), pem, KEY_FILE_MODE, overwrite)
 
 
-def load_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
-    """Read an Ed25519 key written by `save_key`; every problem raises UserError saying why.
-
-    A key file that group or others may read or write is refused.
-    """
-    path = Path(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise UserError(
-            f"key file {path} does not exist (create one with `p2pfl keygen`)"
-        ) from None
-    except OSError as e:
-        raise UserError(f"cannot read key file {path}: {e.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise UserError(f"key file {path} is not a regular file")
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        raise UserError(
-            f"key file {path} has permissions {mode:04o}, so other users may read or change it; "
-            f"run `chmod 600 {path}`"
-        )
-    if st.st_size > MAX_KEY_FILE_SIZE:
-        raise UserError(f"key file {path} is not a PEM private key (it is {st.st_size} bytes)")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"cannot read key file {path}: {e.strerror}") from None
-    key = _parse_pem(data, passphrase, path)
+def key_from_pem(data: bytes, passphrase: bytes | None = None, source: str = "key") -> Ed25519PrivateKey:
+    """The Ed25519 key in PEM `data`; InvalidKey, starting with `source`, says what is wrong."""
+    key = _parse_pem(data, passphrase, source)
     if not isinstance(key, Ed25519PrivateKey):
-        raise UserError(f"key file {path} holds {_key_kind(key)}; p2pfl needs an Ed25519 key")
+        raise InvalidKey(f"{source} holds {_key_kind(key)}; p2pfl needs an Ed25519 key")
     return key
 
 
-def _parse_pem(data: bytes, passphrase: bytes | None, path: Path) -> object:
+def _parse_pem(data: bytes, passphrase: bytes | None, source: str) -> object:
     encrypted = b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data
     if encrypted and not passphrase:
-        raise UserError(f"key file {path} is encrypted: a passphrase is needed")
+        raise InvalidKey(f"{source} is encrypted: a passphrase is needed")
     if not encrypted and passphrase and b"-----BEGIN" in data:
-        raise UserError(f"key file {path} is not encrypted, but a passphrase was given")
+        raise InvalidKey(f"{source} is not encrypted, but a passphrase was given")
     try:
         return serialization.load_pem_private_key(data, password=passphrase)
     except UnsupportedAlgorithm:
-        raise UserError(f"key file {path} holds a key type p2pfl does not support") from None
+        raise InvalidKey(f"{source} holds a key type p2pfl does not support") from None
     except (ValueError, TypeError):
         if encrypted:
-            raise UserError(f"wrong passphrase for key file {path}") from None
-        raise UserError(f"key file {path} is not a PEM private key") from None
+            raise InvalidKey(f"wrong passphrase for {source}") from None
+        raise InvalidKey(f"{source} is not a PEM private key") from None
 
 
 def _key_kind(key: object) -> str:

@@ -24,8 +24,22 @@ DTYPES: dict[str, torch.dtype] = {
 DTYPE_NAMES: dict[torch.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
 
 
-class InvalidMessage(ValueError):
-    """A received message that must be dropped; the text says exactly what was wrong."""
+class InvalidMessage(Exception):
+    """Bytes from a peer that fail a check: the message is dropped; the text says what was wrong.
+
+    Not a ValueError, so a bug (a ValueError in our own code) is never mistaken for a bad peer.
+    """
+
+
+class ProtocolViolation(InvalidMessage):
+    """A well-formed message, validly signed by its sender, that breaks the protocol: another
+    consortium, another model, a round other than the one it was sent for.
+
+    A subclass of InvalidMessage because it is handled the same way (dropped, the sender told
+    why, every `except InvalidMessage` still applies); what it adds is that the signature
+    verified, so the sender is known and to blame (a misconfigured or misbehaving member),
+    whereas an InvalidMessage may be corruption or a forgery naming someone else.
+    """
 
 
 class BadSignature(InvalidMessage):

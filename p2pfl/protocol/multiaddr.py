@@ -15,7 +15,7 @@ MAX_LENGTH = 1024
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
-class InvalidMultiaddr(ValueError):
+class InvalidMultiaddr(Exception):
     """A string that is not a multiaddr this project understands."""
 
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import torch
 
-from p2pfl.errors import UserError
 from p2pfl.gossip.combine import combine
 from p2pfl.gossip.compression import ChocoNode, Compression, Encoded
 from p2pfl.gossip.compression import encode as encode_vector
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.robust import Aggregator
 from p2pfl.learning.params import flatten, unflatten
 from p2pfl.protocol.checks import Spec, check_against
 from p2pfl.protocol.compressed import FULL, from_wire, full_wire, to_wire
-from p2pfl.protocol.messages import InvalidMessage, ModelUpdate
+from p2pfl.protocol.messages import ModelUpdate, ProtocolViolation
 from p2pfl.protocol.rounds import Aggregate
 
 State = dict[str, torch.Tensor]
@@ -41,7 +41,7 @@ class UpdateFormat:
         self.choco: ChocoNode | None = None
         if compression.choco:
             if not static or aggregator.name != "mean":
-                raise UserError(f"gossip.compression {compression} (CHOCO) needs a static topology "
+                raise GossipSettingError(f"gossip.compression {compression} (CHOCO) needs a static topology "
                                 "and gossip.aggregator = \"mean\"")
             self.choco = ChocoNode(compression, initial)
         # Copies start at the common initial model. After a restart ours are lost and the
@@ -64,12 +64,13 @@ class UpdateFormat:
         return to_wire(q), str(c)
 
     def incoming(self, update: ModelUpdate) -> State:
-        """A received update as tensors to combine; raises InvalidMessage."""
+        """A received update as tensors to combine; raises InvalidMessage (ProtocolViolation for
+        another model)."""
         if self.compression.name == "none":
             return check_against(update, self.specs)
         if update.fingerprint != self.fingerprint:
-            raise InvalidMessage("model fingerprint does not match the local model's: the sender "
-                                 "trains a different architecture")
+            raise ProtocolViolation("model fingerprint does not match the local model's: the sender "
+                                    "trains a different architecture")
         vector = from_wire(update, self.compression, self.n_params)
         return {update.encoding: vector} if self.choco is not None else unflatten(vector, self.specs)
 

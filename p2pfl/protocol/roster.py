@@ -16,16 +16,16 @@ import re
 import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-from p2pfl.atomic import write_atomic
-from p2pfl.errors import UserError
 from p2pfl.protocol.identity import InvalidPeerId, public_key_from_peer_id
 from p2pfl.protocol.multiaddr import InvalidMultiaddr, check_dialable_tcp
 
 MEMBER_KEYS = ("name", "peer_id", "addresses")
-ROSTER_FILE_MODE = 0o644
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class InvalidRoster(Exception):
+    """Roster text or members that break the rules above; the text names the source and member."""
 
 
 @dataclass(frozen=True)
@@ -41,20 +41,20 @@ class Roster:
     """The validated members, sorted by name; a member's position is its node index."""
 
     def __init__(self, members: Iterable[Member], source: str = "roster") -> None:
-        """Check for duplicate names, peer IDs and addresses (UserError naming `source`)."""
+        """Check for duplicate names, peer IDs and addresses (InvalidRoster naming `source`)."""
         self.members: tuple[Member, ...] = tuple(sorted(members, key=lambda m: m.name))
         if not self.members:
-            raise UserError(f"{source}: the roster has no members")
+            raise InvalidRoster(f"{source}: the roster has no members")
         self._by_name: dict[str, Member] = {}
         self._by_peer_id: dict[str, int] = {}
         owner_of_address: dict[str, str] = {}
         for index, m in enumerate(self.members):
             _check_fields(m.name, m.peer_id, list(m.addresses), f"{source}: member {m.name!r}")
             if m.name in self._by_name:
-                raise UserError(f"{source}: member name {m.name!r} appears twice")
+                raise InvalidRoster(f"{source}: member name {m.name!r} appears twice")
             if m.peer_id in self._by_peer_id:
                 other = self.members[self._by_peer_id[m.peer_id]].name
-                raise UserError(
+                raise InvalidRoster(
                     f"{source}: members {other!r} and {m.name!r} have the same peer_id {m.peer_id}"
                 )
             self._by_name[m.name] = m
@@ -63,7 +63,7 @@ class Roster:
                 host_port = addr.split("/p2p/")[0]
                 other = owner_of_address.setdefault(host_port, m.name)
                 if other != m.name:
-                    raise UserError(
+                    raise InvalidRoster(
                         f"{source}: members {other!r} and {m.name!r} share the address {host_port}"
                     )
 
@@ -101,32 +101,20 @@ class Roster:
         return self._by_peer_id[peer_id]
 
 
-def load_roster(path: Path) -> Roster:
-    """Read and validate a roster file; every problem raises UserError naming the file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"roster file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read roster file {path}: {e}") from None
-    return parse_roster(text, str(path))
-
-
 def parse_roster(text: str, source: str = "roster") -> Roster:
-    """Validate roster TOML text; errors name `source` and the member."""
+    """Validate roster TOML text; InvalidRoster names `source` and the member."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{source}: not valid TOML: {e}") from None
+        raise InvalidRoster(f"{source}: not valid TOML: {e}") from None
     unknown = [k for k in data if k != "member"]
     if unknown:
-        raise UserError(
+        raise InvalidRoster(
             f"{source}: unknown top-level key(s) {', '.join(unknown)} (expected [[member]])"
         )
     raw_members = data.get("member")
     if not isinstance(raw_members, list):
-        raise UserError(f"{source}: expected one or more [[member]] tables")
+        raise InvalidRoster(f"{source}: expected one or more [[member]] tables")
     members = [_member(raw, i, source) for i, raw in enumerate(raw_members)]
     return Roster(members, source)
 
@@ -134,16 +122,16 @@ def parse_roster(text: str, source: str = "roster") -> Roster:
 def _member(raw: object, i: int, source: str) -> Member:
     where = f"{source}: member #{i + 1}"
     if not isinstance(raw, dict):
-        raise UserError(f"{where} is not a table")
+        raise InvalidRoster(f"{where} is not a table")
     name = raw.get("name")
     if isinstance(name, str):
         where = f"{where} ({name!r})"
     missing = [k for k in MEMBER_KEYS if k not in raw]
     if missing:
-        raise UserError(f"{where}: missing key(s) {', '.join(missing)}")
+        raise InvalidRoster(f"{where}: missing key(s) {', '.join(missing)}")
     unknown = [k for k in raw if k not in MEMBER_KEYS]
     if unknown:
-        raise UserError(
+        raise InvalidRoster(
             f"{where}: unknown key(s) {', '.join(unknown)} (expected {', '.join(MEMBER_KEYS)})"
         )
     _check_fields(name, raw["peer_id"], raw["addresses"], where)
@@ -151,31 +139,31 @@ def _member(raw: object, i: int, source: str) -> Member:
 
 
 def _check_fields(name: object, peer_id: object, addresses: object, where: str) -> None:
-    """Check one member's name, peer ID and addresses; UserError starting with `where`."""
+    """Check one member's name, peer ID and addresses; InvalidRoster starting with `where`."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise UserError(
+        raise InvalidRoster(
             f"{where}: name must be 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     if not isinstance(peer_id, str):
-        raise UserError(f"{where}: peer_id must be a string")
+        raise InvalidRoster(f"{where}: peer_id must be a string")
     try:
         public_key_from_peer_id(peer_id)
     except InvalidPeerId as e:
-        raise UserError(f"{where}: bad peer_id: {e}") from None
+        raise InvalidRoster(f"{where}: bad peer_id: {e}") from None
     if not isinstance(addresses, list) or not addresses:
-        raise UserError(f"{where}: addresses must be a non-empty list of multiaddr strings")
+        raise InvalidRoster(f"{where}: addresses must be a non-empty list of multiaddr strings")
     for addr in addresses:
         if not isinstance(addr, str):
-            raise UserError(f"{where}: address {addr!r} is not a string")
+            raise InvalidRoster(f"{where}: address {addr!r} is not a string")
         try:
             parts = check_dialable_tcp(addr)
         except InvalidMultiaddr as e:
-            raise UserError(f"{where}: bad address: {e}") from None
+            raise InvalidRoster(f"{where}: bad address: {e}") from None
         if parts[-1][0] == "p2p" and parts[-1][1] != peer_id:
-            raise UserError(f"{where}: address {addr!r} names a different peer ID than peer_id")
+            raise InvalidRoster(f"{where}: address {addr!r} names a different peer ID than peer_id")
     if len(set(addresses)) != len(addresses):
-        raise UserError(f"{where}: an address is listed twice")
+        raise InvalidRoster(f"{where}: an address is listed twice")
 
 
 def roster_to_toml(roster: Roster) -> str:
@@ -190,11 +178,6 @@ def roster_to_toml(roster: Roster) -> str:
             "",
         ]
     return "\n".join(lines)
-
-
-def write_roster(path: Path, roster: Roster, overwrite: bool = False) -> None:
-    """Write a roster file atomically (mode 0644); FileExistsError if it exists unless overwrite."""
-    write_atomic(Path(path), roster_to_toml(roster).encode(), ROSTER_FILE_MODE, overwrite)
 
 
 def _toml_string(text: str) -> str:

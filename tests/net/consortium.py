@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from p2pfl.demo import DemoOptions, setup
+from p2pfl.files.keys import load_key
+from p2pfl.files.roster_file import load_roster
 from p2pfl.net.checkpoint import CHECKPOINT, read_metrics
-from p2pfl.protocol.identity import load_key
-from p2pfl.protocol.roster import load_roster
 
 WAIT = 120.0  # seconds any single wait in these tests may take
 

@@ -43,11 +43,11 @@ def test_an_update_whose_ack_cannot_be_sent_still_counts(consortium):
     c = consortium(nodes=4, rounds=8)
     out = io.StringIO()
     settings = node_settings(c.configs["hospital-1"])
-    from p2pfl.protocol.identity import load_key
-    from p2pfl.protocol.roster import load_roster
+    from p2pfl.files.keys import load_key
+    from p2pfl.files.roster_file import load_roster
 
-    node = Node(settings, load_key(c.folder / "hospital-1" / "node.key"),
-                load_roster(c.folder / "roster.toml"), EventLog("hospital-1", out))
+    node = Node.build(settings, load_key(c.folder / "hospital-1" / "node.key"),
+                      load_roster(c.folder / "roster.toml"), EventLog("hospital-1", out))
     sender = c.key("hospital-2")  # a ring neighbour of hospital-1
     claim = 7  # far ahead: held as catch-up evidence, an action the daemon must still carry out
     update = bytes(encode(sender, consortium=node.consortium, round=claim, fingerprint=node.fingerprint,

@@ -15,7 +15,7 @@ from p2pfl.protocol.consortium import (
     check_consortium,
     consortium_of,
 )
-from p2pfl.protocol.messages import InvalidMessage
+from p2pfl.protocol.messages import InvalidMessage, ProtocolViolation
 
 pytestmark = pytest.mark.filterwarnings("ignore:The given buffer is not writable")
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -99,7 +99,7 @@ def test_a_captured_update_of_another_consortium_is_refused():
     b = consortium_of(changed("gossip", "seed", 7))
     captured = update_of(a)
     check_consortium(captured, a)
-    with pytest.raises(InvalidMessage) as err:
+    with pytest.raises(ProtocolViolation) as err:  # signed by a member: it is to blame
         check_consortium(captured, b)
     text = str(err.value)
     assert text.startswith(f"consortium {a.id.hex()[:8]} differs from this node's {b.id.hex()[:8]}: ")

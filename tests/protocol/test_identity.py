@@ -10,18 +10,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pfl.errors import UserError
+from p2pfl.files.keys import load_key, save_key
 from p2pfl.protocol.base58 import b58decode, b58encode
 from p2pfl.protocol.identity import (
     Ed25519PrivateKey,
+    InvalidKey,
     InvalidPeerId,
     generate_key,
     is_peer_id,
-    load_key,
+    key_from_pem,
+    key_to_pem,
     peer_id_from_public_key,
     peer_id_of,
     public_key_bytes,
     public_key_from_peer_id,
-    save_key,
     sign,
     verify,
 )
@@ -232,3 +234,13 @@ def test_load_rejects_files_that_are_not_ed25519_keys(tmp_path):
     (tmp_path / "dir").mkdir(mode=0o700)
     with pytest.raises(UserError, match="not a regular file"):
         load_key(tmp_path / "dir")
+
+
+def test_pem_round_trip_without_files():
+    key = generate_key()
+    assert raw_private(key_from_pem(key_to_pem(key, b"pw"), b"pw")) == raw_private(key)
+    with pytest.raises(InvalidKey, match="^my key is encrypted: a passphrase is needed$"):
+        key_from_pem(key_to_pem(key, b"pw"), None, "my key")
+    with pytest.raises(InvalidKey, match="^wrong passphrase for key$"):
+        key_from_pem(key_to_pem(key, b"pw"), b"other")
+    assert not issubclass(InvalidKey, (UserError, ValueError))

@@ -6,9 +6,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pfl.errors import UserError
+from p2pfl.files.roster_file import load_roster, write_roster
 from p2pfl.protocol.identity import peer_id_of
 from p2pfl.protocol.multiaddr import InvalidMultiaddr, check_dialable_tcp, parse_multiaddr
-from p2pfl.protocol.roster import Member, Roster, load_roster, parse_roster, write_roster
+from p2pfl.protocol.roster import InvalidRoster, Member, Roster, parse_roster
 
 IDS = [peer_id_of(Ed25519PrivateKey.from_private_bytes(bytes([i]) * 32)) for i in range(1, 5)]
 
@@ -122,9 +123,9 @@ def test_write_then_load_round_trips(tmp_path):
 
 
 def test_roster_constructor_validates_members():
-    with pytest.raises(UserError, match="bad peer_id"):
+    with pytest.raises(InvalidRoster, match="bad peer_id"):
         Roster([Member("a", "12D3KooWnope", ("/ip4/1.2.3.4/tcp/1",))])
-    with pytest.raises(UserError, match="no members"):
+    with pytest.raises(InvalidRoster, match="no members"):
         Roster([])
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from p2pfl.errors import UserError
 from p2pfl.learning.datasets import load_dataset
+from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.sources import source_of
 
 
@@ -29,5 +29,5 @@ def test_bundled_sources_are_shared_with_their_input_shapes():
 
 
 def test_bundled_sources_take_no_argument():
-    with pytest.raises(UserError, match="digits takes no argument"):
+    with pytest.raises(LearningSettingError, match="digits takes no argument"):
         load_dataset("digits:8")

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from p2pfl.errors import UserError
 from p2pfl.learning.datasets import load_dataset
+from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.local import load_local
 from p2pfl.learning.sources import resolve_spec, shared_part, source_of
 from p2pfl.net.settings import NodeSettings
@@ -40,7 +40,7 @@ def test_csv_with_site_column(tmp_path):
     ("a,label\n1,0\n2,0\n", "single class"),
 ])
 def test_csv_errors_name_file_row_column(tmp_path, text, match):
-    with pytest.raises(UserError, match=match):
+    with pytest.raises(LearningSettingError, match=match):
         load_dataset(_csv(tmp_path, text))
 
 
@@ -48,7 +48,7 @@ def test_csv_with_fixed_classes_keeps_label_order_and_class_count(tmp_path):
     rows = "".join(f"{i},{'no' if i % 2 else 'maybe'}\n" for i in range(20))
     ds = load_dataset(_csv(tmp_path, "a,label\n" + rows), classes=["yes", "no", "maybe"])
     assert ds.n_classes == 3 and set(ds.y_train.tolist()) == {1, 2}
-    with pytest.raises(UserError, match="'maybe' in column 'label' are not among the classes"):
+    with pytest.raises(LearningSettingError, match="'maybe' in column 'label' are not among the classes"):
         load_dataset(_csv(tmp_path, "a,label\n" + rows), classes=["yes", "no"])
 
 
@@ -59,7 +59,7 @@ def test_csv_path_is_the_rest_of_the_spec_and_is_required(tmp_path):
     source, path = source_of(spec)
     assert source.name == "csv" and not source.shared and path == str(folder / "h.csv")
     assert len(load_dataset(spec).y_train) == 8
-    with pytest.raises(UserError, match=r"needs an argument: csv:PATH"):
+    with pytest.raises(LearningSettingError, match=r"needs an argument: csv:PATH"):
         source_of("csv")
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from p2pfl.errors import UserError
 from p2pfl.learning.datasets import load_dataset
+from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.local import load_local
 from p2pfl.learning.sources import SOURCES, source_of, usages
 
@@ -19,7 +20,7 @@ def test_registry_lists_every_source_with_its_usage():
 
 
 def test_unknown_dataset():
-    with pytest.raises(UserError, match="unknown data source 'mnist'; choose one of "
+    with pytest.raises(LearningSettingError, match="unknown data source 'mnist'; choose one of "
                                         "breast_cancer, csv, digits, synthetic"):
         load_dataset("mnist")
 

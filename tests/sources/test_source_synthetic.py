@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from p2pfl.errors import UserError
 from p2pfl.learning.datasets import load_dataset
+from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.sources import source_of
 
 
@@ -15,7 +15,7 @@ def test_synthetic_is_seeded_and_has_sites():
     assert a.n_features == 4 and a.n_classes == 3
     assert set(a.site_train.tolist()) == set(range(5))
     assert load_dataset("synthetic", nodes=7).site_train.max() == 6
-    with pytest.raises(UserError, match="not one of"):
+    with pytest.raises(LearningSettingError, match="not one of"):
         load_dataset("synthetic:color=3")
 
 
@@ -35,5 +35,5 @@ def test_synthetic_defaults_seed_and_shape():
     ("synthetic:classes=1", "classes >= 2"),
 ])
 def test_synthetic_bad_parameters(spec, match):
-    with pytest.raises(UserError, match=match):
+    with pytest.raises(LearningSettingError, match=match):
         load_dataset(spec)

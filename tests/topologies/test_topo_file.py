@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from p2pfl.errors import UserError
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.topology import build_topology
 
 
@@ -19,7 +19,7 @@ def test_file_topologies(tmp_path):
     nx.write_graphml(nx.cycle_graph(6), gml)
     assert build_topology(f"file:{gml}", 6).spectral_gap() == pytest.approx(
         (2 / 3) * (1 - math.cos(2 * math.pi / 6)))
-    with pytest.raises(UserError, match="has 4 nodes"):
+    with pytest.raises(GossipSettingError, match="has 4 nodes"):
         build_topology(f"file:{edges}", 5)
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(GossipSettingError, match="does not exist"):
         build_topology(f"file:{tmp_path / 'nope'}", 5)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from p2pfl.errors import UserError
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.registry import Param, Registry
 
 Params = dict[str, object]
@@ -60,7 +60,7 @@ class TimeVaryingTopology:
 
 
 Kind = StaticTopology | TimeVaryingTopology
-TOPOLOGIES: Registry[Kind] = Registry("topology", __name__)
+TOPOLOGIES: Registry[Kind] = Registry("topology", __name__, GossipSettingError)
 
 
 def kind_of(spec: str) -> tuple[Kind, str]:
@@ -68,7 +68,7 @@ def kind_of(spec: str) -> tuple[Kind, str]:
     name, colon, argument = spec.partition(":")
     kind = TOPOLOGIES.get(name) if name in TOPOLOGIES else None
     if kind is None or bool(colon) != bool(kind.argument):
-        raise UserError(f"unknown topology {spec!r}; choose one of {usages()}")
+        raise GossipSettingError(f"unknown topology {spec!r}; choose one of {usages()}")
     return kind, argument
 
 
@@ -82,13 +82,13 @@ def log2_ceil(n: int) -> int:
 
 
 def checked(build: Callable[[int, Params, int], nx.Graph]) -> Callable[[int, Params, int], nx.Graph]:
-    """A builder whose networkx errors become one UserError naming the topology."""
+    """A builder whose networkx errors become one GossipSettingError naming the topology."""
     def run(n: int, p: Params, seed: int) -> nx.Graph:
         try:
             return build(n, p, seed)
         except nx.NetworkXError as exc:
-            raise UserError(f"topology {getattr(build, '__module__', '').rsplit('.', 1)[-1]} with {n} "
-                            f"nodes and {p}: {exc}") from None
+            name = getattr(build, "__module__", "").rsplit(".", 1)[-1]
+            raise GossipSettingError(f"topology {name} with {n} nodes and {p}: {exc}") from None
     return run
 
 
@@ -102,10 +102,10 @@ def ring_offsets(n: int, hops: Mapping[int, int] | list[int]) -> nx.Graph:
 
 
 def power_of_two(n: int, name: str) -> int:
-    """log2(n), or a UserError when n is not a power of two."""
+    """log2(n), or a GossipSettingError when n is not a power of two."""
     dim = int(round(math.log2(n))) if n > 0 else -1
     if 2**dim != n:
-        raise UserError(f"{name} needs a power of two nodes, got {n}")
+        raise GossipSettingError(f"{name} needs a power of two nodes, got {n}")
     return dim
 
 
@@ -113,6 +113,6 @@ def _with_defaults(kind: Kind, params: Params) -> Params:
     allowed = {p.key: p.default for p in kind.params}
     unknown = set(params) - set(allowed)
     if unknown:
-        raise UserError(f"topology {kind.name} does not take {', '.join(sorted(unknown))} "
+        raise GossipSettingError(f"topology {kind.name} does not take {', '.join(sorted(unknown))} "
                         f"(takes: {', '.join(allowed) or 'none'})")
     return {**allowed, **params}

@@ -7,7 +7,7 @@ node samples its s targets independently and uniformly.
 
 import numpy as np
 
-from p2pfl.errors import UserError
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.topologies import TimeVaryingTopology, log2_ceil
 from p2pfl.registry import Param
 
@@ -15,9 +15,9 @@ from p2pfl.registry import Param
 def check(p: dict[str, object], n: int) -> dict[str, object]:
     s = int(p["s"] if p["s"] is not None else max(1, log2_ceil(n)))  # type: ignore[call-overload]
     if n > 1 and not 1 <= s <= n - 1:
-        raise UserError(f"epidemic: s must be between 1 and nodes-1 ({n - 1}), got {s}")
+        raise GossipSettingError(f"epidemic: s must be between 1 and nodes-1 ({n - 1}), got {s}")
     if p["variant"] not in ("oracle", "local"):
-        raise UserError(f"epidemic variant must be oracle or local, got {p['variant']!r}")
+        raise GossipSettingError(f"epidemic variant must be oracle or local, got {p['variant']!r}")
     return {**p, "s": min(s, max(n - 1, 0))}
 
 

@@ -4,7 +4,7 @@ import math
 
 import networkx as nx
 
-from p2pfl.errors import UserError
+from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.topologies import StaticTopology, checked
 from p2pfl.registry import Param
 
@@ -19,7 +19,7 @@ def _near_square(n: int) -> int:
 def build(n: int, p: dict[str, object], seed: int) -> nx.Graph:
     rows = int(p["rows"]) if p["rows"] is not None else _near_square(n)
     if rows < 1 or n % rows:
-        raise UserError(f"torus: rows={rows} does not divide --nodes {n}")
+        raise GossipSettingError(f"torus: rows={rows} does not divide --nodes {n}")
     grid = nx.grid_2d_graph(rows, n // rows, periodic=(rows > 2, n // rows > 2))
     return nx.convert_node_labels_to_integers(grid, ordering="sorted")
 

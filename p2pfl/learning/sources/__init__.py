@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from p2pfl.errors import UserError
+from p2pfl.learning.errors import LearningSettingError
 from p2pfl.registry import Param, Registry
 
 
@@ -75,7 +75,7 @@ class DataSource:
         return (base / argument).as_posix()
 
 
-SOURCES: Registry[DataSource] = Registry("data source", "p2pfl.learning.sources")
+SOURCES: Registry[DataSource] = Registry("data source", "p2pfl.learning.sources", LearningSettingError)
 
 
 def source_of(spec: str) -> tuple[DataSource, str]:
@@ -83,9 +83,9 @@ def source_of(spec: str) -> tuple[DataSource, str]:
     name, colon, argument = spec.partition(":")
     source = SOURCES.get(name)
     if colon and not source.argument:
-        raise UserError(f"data source {spec!r}: {source.name} takes no argument")
+        raise LearningSettingError(f"data source {spec!r}: {source.name} takes no argument")
     if source.required and not argument.strip():
-        raise UserError(f"data source {spec!r} needs an argument: {source.usage}")
+        raise LearningSettingError(f"data source {spec!r} needs an argument: {source.usage}")
     return source, argument
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from p2pfl.errors import UserError
+from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.sources import DataSource, Request, Table
 
 
@@ -22,55 +22,59 @@ def read_csv(
     `classes` when given). Every error names the file, the row and the column.
     """
     if not path.is_file():
-        raise UserError(f"{path}: no such file")
+        raise LearningSettingError(f"{path}: no such file")
     with path.open(newline="") as fh:
         reader = csv.reader(fh)
         try:
             header = next(reader)
         except StopIteration:
-            raise UserError(f"{path}: the file is empty") from None
+            raise LearningSettingError(f"{path}: the file is empty") from None
         header = [h.strip() for h in header]
         if label_column not in header:
-            raise UserError(f"{path}: no label column {label_column!r} (columns: {', '.join(header)})")
+            raise LearningSettingError(f"{path}: no label column {label_column!r} "
+                                       f"(columns: {', '.join(header)})")
         if site_column is not None and site_column not in header:
-            raise UserError(f"{path}: no site column {site_column!r} (columns: {', '.join(header)})")
+            raise LearningSettingError(f"{path}: no site column {site_column!r} "
+                                       f"(columns: {', '.join(header)})")
         li = header.index(label_column)
         si = header.index(site_column) if site_column is not None else -1
         fcols = [i for i in range(len(header)) if i not in (li, si)]
         if not fcols:
-            raise UserError(f"{path}: no feature columns besides the label and site columns")
+            raise LearningSettingError(f"{path}: no feature columns besides the label and site columns")
         rows, labels, sites = [], [], []
         for lineno, row in enumerate(reader, start=2):
             if not any(c.strip() for c in row):
                 continue
             if len(row) != len(header):
-                raise UserError(f"{path}:{lineno}: {len(row)} fields, the header has {len(header)}")
+                raise LearningSettingError(f"{path}:{lineno}: {len(row)} fields, "
+                                           f"the header has {len(header)}")
             vals = []
             for i in fcols:
                 try:
                     v = float(row[i])
                 except ValueError:
                     where = f"{path}:{lineno}: column {header[i]!r}"
-                    raise UserError(f"{where} is not a number: {row[i]!r}") from None
+                    raise LearningSettingError(f"{where} is not a number: {row[i]!r}") from None
                 if not math.isfinite(v):
                     where = f"{path}:{lineno}: column {header[i]!r}"
-                    raise UserError(f"{where} is {row[i]!r}, not a finite number")
+                    raise LearningSettingError(f"{where} is {row[i]!r}, not a finite number")
                 vals.append(v)
             rows.append(vals)
             labels.append(row[li].strip())
             if si >= 0:
                 sites.append(row[si].strip())
     if not rows:
-        raise UserError(f"{path}: no data rows")
+        raise LearningSettingError(f"{path}: no data rows")
     if classes is None:
         classes = sorted(set(labels), key=_label_key)
         if len(classes) < 2:
-            raise UserError(f"{path}: column {label_column!r} has a single class; need at least two")
+            raise LearningSettingError(f"{path}: column {label_column!r} has a single class; "
+                                       "need at least two")
     else:
         classes = [str(c) for c in classes]
         unknown = sorted(set(labels) - set(classes))
         if unknown:
-            raise UserError(f"{path}: label(s) {', '.join(map(repr, unknown[:5]))} in column "
+            raise LearningSettingError(f"{path}: label(s) {', '.join(map(repr, unknown[:5]))} in column "
                             f"{label_column!r} are not among the classes {classes}")
     index = {c: k for k, c in enumerate(classes)}
     y = np.array([index[v] for v in labels], dtype=np.int64)

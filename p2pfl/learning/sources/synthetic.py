@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from p2pfl.errors import UserError
-from p2pfl.gossip.spec import key_values, number
+from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.sources import DataSource, Request, Table
 from p2pfl.registry import Param
+from p2pfl.spec import key_values, number
 
 PARAMS = (
     Param("sites", 16, "number of sites (default: the number of nodes)"),
@@ -29,7 +29,8 @@ def synthetic(
     """
     n_sites, per_site, dim, n_cls = int(sites), int(samples), int(features), int(classes)
     if min(n_sites, per_site, dim) < 1 or n_cls < 2 or shift < 0:
-        raise UserError("synthetic dataset needs sites, samples, features >= 1, classes >= 2, shift >= 0")
+        raise LearningSettingError("synthetic dataset needs sites, samples, features >= 1, classes >= 2, "
+                                   "shift >= 0")
     rng = np.random.default_rng([seed, 0x5EED])
     centers = rng.normal(0.0, 0.6, size=(n_cls, 2, dim))
     offsets = rng.normal(0.0, shift, size=(n_sites, dim))
@@ -46,11 +47,11 @@ def options(request: Request) -> dict[str, float]:
     out: dict[str, float] = {p.key: float(p.default) for p in PARAMS}  # type: ignore[arg-type]
     if request.nodes is not None:
         out["sites"] = request.nodes
-    for key, value in key_values(request.spec, request.argument).items():
+    for key, value in key_values(request.spec, request.argument, LearningSettingError).items():
         if key not in out:
-            raise UserError(f"{request.spec!r}: parameter {key!r} is not one of "
+            raise LearningSettingError(f"{request.spec!r}: parameter {key!r} is not one of "
                             f"{', '.join(p.key + '=...' for p in PARAMS)}")
-        out[key] = number(f"{request.spec!r}: parameter {key}", value)
+        out[key] = number(f"{request.spec!r}: parameter {key}", value, LearningSettingError)
     return out
 
 

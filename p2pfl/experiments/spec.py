@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from p2pfl.errors import UserError
+from p2pfl.experiments.columns import COLUMNS
 from p2pfl.sim.settings import ROBUSTNESS_DEFAULTS, SimConfig, check_sim_table
 from p2pfl.tomlio import read_toml
 
@@ -143,8 +144,6 @@ def load_experiment(path: Path, quick: bool = False) -> Experiment:
     columns = meta.get("columns", DEFAULT_COLUMNS[kind])
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise UserError(f"{where}: columns must be a list of strings")
-    from p2pfl.sim.experiment_tables import COLUMNS  # the table module owns the column formats
-
     unknown = [c for c in columns if c not in COLUMNS]
     if unknown:
         raise UserError(f"{where}: unknown column {unknown[0]!r} (known: {', '.join(COLUMNS)})")

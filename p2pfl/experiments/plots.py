@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from p2pfl.atomic import open_atomic
-from p2pfl.sim.experiment_spec import Experiment, PlannedRun
-from p2pfl.sim.experiment_store import HISTORY, RESULTS, read_rows
-from p2pfl.sim.experiment_tables import Group, groups
+from p2pfl.experiments.spec import Experiment, PlannedRun
+from p2pfl.experiments.store import HISTORY, RESULTS, read_rows
+from p2pfl.experiments.tables import Group, groups
 
 BASELINE_STYLE = {"centralized": {"color": "black", "linestyle": "--"},
                   "local": {"color": "0.5", "linestyle": ":"}}

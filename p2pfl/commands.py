@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from p2pfl.errors import UserError
+from p2pfl.files.keys import load_key, save_key
 from p2pfl.protocol.codec import MAX_MESSAGE_SIZE, parse, payload_ok, signature_ok
-from p2pfl.protocol.identity import generate_key, load_key, peer_id_of, save_key
+from p2pfl.protocol.identity import generate_key, peer_id_of
 from p2pfl.protocol.messages import InvalidMessage
 
 

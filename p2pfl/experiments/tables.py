@@ -14,36 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from p2pfl.atomic import write_atomic
-from p2pfl.sim.experiment_spec import Experiment, PlannedRun
-from p2pfl.sim.experiment_store import HISTORY, RESULTS, format_value, read_rows
+from p2pfl.experiments.columns import COLUMNS
+from p2pfl.experiments.spec import Experiment, PlannedRun
+from p2pfl.experiments.store import HISTORY, RESULTS, format_value, read_rows
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
-
-
-@dataclass(frozen=True)
-class Column:
-    """A reported metric: its Markdown header and number format."""
-
-    header: str
-    fmt: str
-
-
-COLUMNS = {
-    "averaged_model_accuracy": Column("averaged-model acc", ".3f"),
-    "mean_local_accuracy": Column("mean local acc", ".3f"),
-    "min_local_accuracy": Column("min local acc", ".3f"),
-    "max_local_accuracy": Column("max local acc", ".3f"),
-    "train_loss": Column("train loss", ".3f"),
-    "rounds_to_target": Column("rounds to {target} of centralized", ".0f"),
-    "consensus_distance": Column("consensus distance", ".2e"),
-    "mb_sent_per_node": Column("MB sent per node", ".3g"),
-    "epsilon": Column("epsilon", ".3g"),
-    "spectral_gap": Column("spectral gap", ".4f"),
-    "predicted_rounds": Column("predicted rounds ln(1000)/gap", ".1f"),
-    "measured_rounds": Column("measured rounds", ".1f"),
-    "measured_over_predicted": Column("measured / predicted", ".2f"),
-}
 
 
 @dataclass

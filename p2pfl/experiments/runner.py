@@ -18,10 +18,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from p2pfl.errors import UserError
+from p2pfl.errors import BAD_INPUT, UserError
+from p2pfl.experiments.spec import Experiment, PlannedRun, load_experiment, plan_runs
+from p2pfl.experiments.store import ResultsStore
 from p2pfl.learning.sources import resolve_spec
-from p2pfl.sim.experiment_spec import Experiment, PlannedRun, load_experiment, plan_runs
-from p2pfl.sim.experiment_store import ResultsStore
 from p2pfl.sim.settings import SimConfig
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -61,8 +61,8 @@ def run_experiment(
     exp: Experiment, out: Path, jobs: int = 1, progress: Progress | None = None
 ) -> SweepReport:
     """Run every unfinished run of the experiment into `out`, then write tables and plots."""
-    from p2pfl.sim.experiment_plots import write_plots
-    from p2pfl.sim.experiment_tables import markdown_table, summarize, write_tables
+    from p2pfl.experiments.plots import write_plots
+    from p2pfl.experiments.tables import markdown_table, summarize, write_tables
 
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
@@ -128,7 +128,7 @@ def check_plan(exp: Experiment, plan: list[PlannedRun]) -> None:
                 parts.add((data_key, cfg.partition))
                 partition(cfg.partition, ds.y_train, cfg.nodes, seed=0, site=ds.site_train,  # type: ignore[attr-defined]
                           n_features=ds.n_features)  # type: ignore[attr-defined]
-        except UserError as exc:
+        except BAD_INPUT as exc:
             raise UserError(f"{exp.path}: {describe(exp, run)}: {exc}") from None
 
 
@@ -168,7 +168,7 @@ def execute(job: str, on_round: Callable[[int], None] | None = None) -> str:
             out = {"final": {**rows[-1], "spectral_gap": gap, "n_params": result.n_params}, "history": rows}
         out["wall_seconds"] = time.perf_counter() - start
         return json.dumps(out)
-    except UserError as exc:
+    except BAD_INPUT as exc:
         return json.dumps({"error": str(exc), "user": True})
     except Exception:  # noqa: BLE001 - reported in the parent with its traceback
         return json.dumps({"error": traceback.format_exc(), "user": False})

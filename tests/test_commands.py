@@ -5,11 +5,12 @@ import stat
 import pytest
 import torch
 
+from p2pfl.commands import inspect, key_peer_id, keygen
 from p2pfl.errors import UserError
+from p2pfl.files.keys import load_key
 from p2pfl.protocol.codec import encode
-from p2pfl.protocol.commands import inspect, key_peer_id, keygen
 from p2pfl.protocol.consortium import consortium_of
-from p2pfl.protocol.identity import load_key, peer_id_of
+from p2pfl.protocol.identity import peer_id_of
 
 pytestmark = pytest.mark.filterwarnings("ignore:The given buffer is not writable")
 CONSORTIUM = consortium_of({"training": {"lr": 0.1}})

@@ -1,0 +1,220 @@
+"""Building a node: key, roster, data, model, optimizer, topology, restored state, update format,
+consortium and round machine, checked against each other, in three small objects.
+
+`daemon.Node` takes what `assemble` returns and only runs it. Every check that can refuse to
+start (key not in the roster, too few neighbours for the aggregator, privacy budget) is here,
+so a node that is built can run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from p2pfl.errors import UserError
+from p2pfl.files.keys import load_key
+from p2pfl.files.roster_file import load_roster
+from p2pfl.gossip.compression import parse_compression
+from p2pfl.gossip.robust import Aggregator, parse_aggregator
+from p2pfl.gossip.topology import Topology, build_topology
+from p2pfl.learning.batches import BatchPlan
+from p2pfl.learning.local import LocalData, load_local
+from p2pfl.learning.models import build_model
+from p2pfl.learning.params import fingerprint, flatten, param_specs
+from p2pfl.learning.privacy import epsilon
+from p2pfl.learning.trainer import OptimConfig, make_optimizer
+from p2pfl.net import checkpoint
+from p2pfl.net.eventlog import EventLog
+from p2pfl.net.settings import NodeSettings, PrivacySection
+from p2pfl.net.shared_settings import shared_sections
+from p2pfl.net.state_lock import StateLock
+from p2pfl.protocol.checks import Spec
+from p2pfl.protocol.consortium import Consortium, consortium_of
+from p2pfl.protocol.identity import Ed25519PrivateKey, peer_id_of
+from p2pfl.protocol.payload import UpdateFormat
+from p2pfl.protocol.roster import Roster
+from p2pfl.protocol.rounds import RoundMachine
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who this node is: its key, and its place among the roster's members (name order)."""
+
+    key: Ed25519PrivateKey
+    roster: Roster
+    self_id: str
+    index: int
+    members: list[str]  # peer IDs in node-index order
+    names: dict[str, str]  # peer ID -> member name
+
+
+@dataclass
+class Learner:
+    """This node's local learning: data, model, optimizer, batch plan and DP-SGD settings."""
+
+    data: LocalData
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    plan: BatchPlan
+    privacy: PrivacySection
+    sample_rate: float  # DP-SGD sampling rate of one batch
+    local_steps: int
+    specs: list[Spec]
+    fingerprint: str
+    n_params: int
+
+    def epsilon(self, rounds: int) -> float:
+        """Privacy spent after `rounds` rounds of DP-SGD, at privacy.delta."""
+        return epsilon(self.privacy.noise, self.sample_rate, rounds * self.local_steps, self.privacy.delta)
+
+    def params(self) -> dict[str, torch.Tensor]:
+        """A copy of the model's parameters, by name."""
+        return {k: v.detach().clone() for k, v in self.model.named_parameters()}
+
+
+@dataclass
+class Gossip:
+    """The protocol side: topology, aggregator, update format, consortium and round machine."""
+
+    topology: Topology
+    aggregator: Aggregator
+    format: UpdateFormat
+    consortium: Consortium
+    machine: RoundMachine
+    start_round: int
+
+
+@dataclass
+class Parts:
+    """Everything a Node runs with, built and checked by `assemble`."""
+
+    settings: NodeSettings
+    identity: Identity
+    learner: Learner
+    gossip: Gossip
+    state_dir: Path
+    state_lock: StateLock  # held until the process exits
+
+
+def load_files(settings: NodeSettings) -> tuple[Ed25519PrivateKey, Roster]:
+    """Load the key (passphrase from the named environment variable) and the roster."""
+    passphrase = None
+    if settings.node.passphrase_env:
+        value = os.environ.get(settings.node.passphrase_env)
+        if value is None:
+            raise UserError(f"node.passphrase_env names {settings.node.passphrase_env}, "
+                            "which is not set in the environment")
+        passphrase = value.encode()
+    key = load_key(settings.path(settings.node.key_file), passphrase)
+    roster = load_roster(settings.path(settings.node.roster))
+    return key, roster
+
+
+def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster, log: EventLog) -> Parts:
+    """Build and check every part of a node; UserError says which setting does not fit."""
+    identity = _identity(settings, key, roster)
+    g, t = settings.gossip, settings.training
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    topology = build_topology(g.topology, len(identity.members), g.params, seed=g.seed,
+                              scheme=g.mixing)
+    learner, initial = _learner(settings, identity)
+    state_dir = settings.path(settings.node.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_lock = StateLock(state_dir)  # one node per state folder, held until exit
+    state_lock.acquire()
+    start = _restore(state_dir, learner, log)
+    learner.fingerprint = fingerprint(learner.model)
+    aggregator = parse_aggregator(g.aggregator)
+    _check_aggregator(settings, identity.index, topology, aggregator)
+    _check_privacy(settings, learner)
+    fmt = UpdateFormat(learner.specs, learner.fingerprint, parse_compression(g.compression),
+                       aggregator, initial, identity.members, restarted=start > 0,
+                       static=not topology.time_varying)
+    consortium = consortium_of(shared_sections(settings, roster))
+    # a catch-up needs the word of more members than the aggregator tolerates (rounds.py)
+    machine = RoundMachine(identity.self_id, identity.members, topology, learner.specs,
+                           learner.params(), start_round=start, rounds=t.rounds,
+                           validate=fmt.incoming, catch_up=fmt.choco is None,
+                           quorum=max(2, aggregator.b + 1))
+    gossip = Gossip(topology, aggregator, fmt, consortium, machine, start)
+    log.info("loaded", peer_id=identity.self_id, index=identity.index, members=len(identity.members),
+             train_rows=len(learner.data.y_train), params=learner.n_params,
+             start_round=start, rounds=t.rounds, topology=g.topology,
+             consortium=consortium.id.hex()[:16])
+    _check_catch_up(identity.index, gossip, log)
+    return Parts(settings, identity, learner, gossip, state_dir, state_lock)
+
+
+def _identity(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster) -> Identity:
+    self_id = peer_id_of(key)
+    me = [i for i, m in enumerate(roster.members) if m.peer_id == self_id]
+    if not me:
+        raise UserError(f"this node's peer ID {self_id} is not in the roster")
+    index = me[0]
+    if roster.members[index].name != settings.node.name:
+        raise UserError(f"node.name is {settings.node.name!r} but the roster calls this key "
+                        f"{roster.members[index].name!r}")
+    return Identity(key, roster, self_id, index, [m.peer_id for m in roster.members],
+                    {m.peer_id: m.name for m in roster.members})
+
+
+def _learner(settings: NodeSettings, identity: Identity) -> tuple[Learner, torch.Tensor]:
+    """The local learner (fingerprint not yet taken) and the initial flat model, the same at
+    every member (same seed)."""
+    d, t = settings.data, settings.training
+    data = load_local(d.source, identity.index, len(identity.members), d.label_column, d.classes,
+                      d.partition, d.seed)
+    model = build_model(settings.model.kind, data.n_features, data.n_classes,
+                        tuple(settings.model.hidden), seed=t.seed)
+    optimizer = make_optimizer(model, OptimConfig(t.optimizer, t.lr, t.momentum))
+    initial = flatten(model)
+    plan = BatchPlan(data.plan_sizes, t.batch_size, t.local_steps, seed=t.seed)
+    sample_rate = min(1.0, t.batch_size / len(data.y_train))
+    learner = Learner(data, model, optimizer, plan, settings.privacy, sample_rate, t.local_steps,
+                      param_specs(model), "", initial.numel())
+    return learner, initial
+
+
+def _restore(state_dir: Path, learner: Learner, log: EventLog) -> int:
+    """Load the last good checkpoint and make metrics.jsonl agree with it; the round to start."""
+    restored = checkpoint.recover(state_dir, learner.model, learner.optimizer)
+    for warning in restored.warnings:
+        log.warn("checkpoint_fallback", reason=warning)
+    if restored.repairs:
+        log.info("state_repaired", what="; ".join(restored.repairs))
+    return restored.round
+
+
+def _check_aggregator(settings: NodeSettings, index: int, topology: Topology, aggregator: Aggregator) -> None:
+    """A robust rule needs enough models every round: check the topology before starting."""
+    need = aggregator.min_models()
+    rounds = range(1) if not topology.time_varying else range(min(settings.training.rounds, 64))
+    have = min(len(topology.in_neighbors(index, r)) + 1 for r in rounds)
+    if have < need:
+        raise UserError(f"gossip.aggregator {aggregator} needs at least {need} models per round, "
+                        f"but this node receives from {have - 1} neighbour(s) (plus its own model) "
+                        f"with topology {settings.gossip.topology}")
+
+
+def _check_privacy(settings: NodeSettings, learner: Learner) -> None:
+    """Refuse a DP-SGD run whose planned rounds would spend more than privacy.max_epsilon."""
+    privacy, rounds = settings.privacy, settings.training.rounds
+    if privacy.noise > 0:
+        planned = learner.epsilon(rounds)
+        if privacy.max_epsilon and planned > privacy.max_epsilon:
+            raise UserError(f"{rounds} rounds of DP-SGD with noise {privacy.noise} would spend "
+                            f"epsilon {planned:.2f} > privacy.max_epsilon {privacy.max_epsilon}")
+
+
+def _check_catch_up(index: int, gossip: Gossip, log: EventLog) -> None:
+    """Say at start if this node can never catch up by jumping (too few in-neighbours)."""
+    if gossip.topology.time_varying or not gossip.machine.catch_up:
+        return
+    have = len(gossip.topology.in_neighbors(index, 0))
+    if have < gossip.machine.quorum:
+        log.warn("catch_up_impossible", in_neighbours=have, quorum=gossip.machine.quorum,
+                 effect="after a restart this node runs its missed rounds by deadline")
