@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import gc
-import os
 import signal
 import socket
 import threading
@@ -38,7 +37,7 @@ from p2pfl.net.shared_settings import shared_sections
 from p2pfl.net.state_lock import StateLock
 from p2pfl.protocol.codec import decode, encode
 from p2pfl.protocol.consortium import check_consortium, consortium_of
-from p2pfl.protocol.identity import load_key, peer_id_of
+from p2pfl.protocol.identity import load_key, passphrase_from_env, peer_id_of
 from p2pfl.protocol.messages import InvalidMessage
 from p2pfl.protocol.multiaddr import InvalidMultiaddr, parse_multiaddr
 from p2pfl.protocol.payload import UpdateFormat
@@ -173,14 +172,8 @@ class Node:
     @classmethod
     def from_settings(cls, settings: NodeSettings) -> Node:
         """Load the key (passphrase from the named environment variable) and the roster."""
-        passphrase = None
-        if settings.node.passphrase_env:
-            value = os.environ.get(settings.node.passphrase_env)
-            if value is None:
-                raise UserError(f"node.passphrase_env names {settings.node.passphrase_env}, "
-                                "which is not set in the environment")
-            passphrase = value.encode()
-        key = load_key(settings.path(settings.node.key_file), passphrase)
+        key_file = settings.path(settings.node.key_file)
+        key = load_key(key_file, passphrase_from_env(settings.node.passphrase_env, key_file))
         roster = load_roster(settings.path(settings.node.roster))
         return cls(settings, key, roster, EventLog(settings.node.name))
 

@@ -27,6 +27,7 @@ __all__ = [
     "generate_key",
     "save_key",
     "load_key",
+    "passphrase_from_env",
     "sign",
     "verify",
     "public_key_bytes",
@@ -72,6 +73,17 @@ def save_key(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
     write_atomic(Path(path), pem, KEY_FILE_MODE, overwrite)
+
+
+def passphrase_from_env(env: str | None, key: Path) -> bytes | None:
+    """The passphrase for key file `key` held in environment variable `env` (None when no
+    variable is named); an unset or empty variable is a UserError naming both."""
+    if not env:
+        return None
+    value = os.environ.get(env)
+    if not value:
+        raise UserError(f"environment variable {env} (the passphrase for key file {key}) is not set")
+    return value.encode()
 
 
 def load_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
