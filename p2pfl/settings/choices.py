@@ -23,4 +23,4 @@ def compression_help() -> str:
 def topology_help() -> str:
     from p2pfl.gossip.topology import NAMES
 
-    return f"communication graph: {', '.join(NAMES)} or file:PATH (see `p2pfl topology --help`)"
+    return f"communication graph: {', '.join(NAMES)} or file:PATH"

@@ -44,7 +44,8 @@ class SimConfig:
     partition: str = F.PARTITION.field()
     rounds: int = F.ROUNDS.field()
     # None: LOCAL_STEPS.default steps per round, unless local_epochs is given
-    local_steps: int | None = setting(None, F.LOCAL_STEPS.help, exclusive="steps")
+    local_steps: int | None = setting(None, f"{F.LOCAL_STEPS.help} (default: {F.LOCAL_STEPS.default})",
+                                      exclusive="steps")
     local_epochs: int | None = setting(None, "local epochs per round (instead of --local-steps)",
                                        exclusive="steps")
     batch_size: int = F.BATCH_SIZE.field()
