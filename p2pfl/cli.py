@@ -115,7 +115,8 @@ def _add_setting_flags(parser: argparse.ArgumentParser, schema: type) -> None:
         hint = hints[f.name]
         base = next((t for t in (bool, int, float, str) if t is hint or t in typing.get_args(hint)), str)
         default = f.default if f.default is not dataclasses.MISSING else None
-        text = help_of(f) + (f" (default: {default})" if default not in (None, "") and default is not False else "")
+        shown = default not in (None, "") and default is not False
+        text = help_of(f) + (f" (default: {default})" if shown else "")
         exclusive = f.metadata.get("exclusive")
         if exclusive and exclusive not in groups:
             groups[exclusive] = parser.add_mutually_exclusive_group()

@@ -102,9 +102,10 @@ def to_toml(settings: object, comments: bool = False) -> str:
     return dumps(as_table(settings), help_comments(settings) if comments else None)
 
 
-def sections_as_tables(raw: Mapping[str, object]) -> dict[str, object]:
-    """A parsed node.toml (tomllib's dicts) with its top-level tables marked as sections."""
-    return {k: _Section(v) if isinstance(v, dict) else v for k, v in raw.items()}
+def dumps_document(raw: Mapping[str, object]) -> str:
+    """A parsed TOML document (tomllib's dicts, e.g. an edited node.toml) as TOML again, its
+    top-level tables as [sections]."""
+    return dumps({k: _Section(v) if isinstance(v, dict) else v for k, v in raw.items()})
 
 
 def node_template(name: str) -> str:
