@@ -39,8 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"p2pfl {__version__}")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
 
-    t = sub.add_parser("topology", help="describe a topology: degrees, spectral gap, rounds to mix")
-    t.add_argument("name", help=choices.topology_help())
+    t = sub.add_parser("topology", help="describe a topology: degrees, spectral gap, rounds to mix",
+                       formatter_class=_HelpFormatter)
+    _lazy_help(t.add_argument("name", help="topology"), choices.topology_help)
     t.add_argument("--nodes", type=int, required=True)
     t.add_argument("--param", action="append", default=[], metavar="K=V", help="topology parameter")
     t.add_argument("--mixing", default="metropolis_hastings",
@@ -49,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.set_defaults(func=_cmd_topology)
 
-    s = sub.add_parser("simulate", help="simulate decentralized training of N hospitals in one process")
+    s = sub.add_parser("simulate", help="simulate decentralized training of N hospitals in one process",
+                       formatter_class=_HelpFormatter)
     s.add_argument("--config", type=Path, help="TOML file with the same keys as the flags")
     _add_setting_flags(s, SimConfig)
     s.add_argument("--json", action="store_true", help="print one JSON summary to stdout")
@@ -89,14 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("file", type=Path)
     v.set_defaults(func=_cmd_inspect)
 
-    d = sub.add_parser("demo", help="run a consortium of real node processes on this machine")
+    d = sub.add_parser("demo", help="run a consortium of real node processes on this machine",
+                       formatter_class=_HelpFormatter)
     d.add_argument("--nodes", type=int, default=4)
     d.add_argument("--rounds", type=int, default=10)
     d.add_argument("--dataset", default="breast_cancer")
-    d.add_argument("--topology", default="ring", help=choices.topology_help())
+    _lazy_help(d.add_argument("--topology", default="ring", help="topology"), choices.topology_help)
     d.add_argument("--partition", default="dirichlet:0.5", help="how the data is split (non-IID)")
-    d.add_argument("--aggregator", default="mean", help=choices.aggregator_help())
-    d.add_argument("--compression", default="none", help=choices.compression_help())
+    _lazy_help(d.add_argument("--aggregator", default="mean", help="aggregator"), choices.aggregator_help)
+    _lazy_help(d.add_argument("--compression", default="none", help="compression"), choices.compression_help)
     d.add_argument("--dp", default="", metavar="noise=SIGMA,clip=C[,delta=D]",
                    help="DP-SGD at every hospital; the table shows each one's epsilon")
     d.add_argument("--dir", type=Path, help="working folder (default: a new temporary folder)")
@@ -116,12 +119,12 @@ def _add_setting_flags(parser: argparse.ArgumentParser, schema: type) -> None:
         base = next((t for t in (bool, int, float, str) if t is hint or t in typing.get_args(hint)), str)
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = default not in (None, "") and default is not False
-        text = help_of(f) + (f" (default: {default})" if shown else "")
+        suffix = f" (default: {default})" if shown else ""
         exclusive = f.metadata.get("exclusive")
         if exclusive and exclusive not in groups:
             groups[exclusive] = parser.add_mutually_exclusive_group()
         target = groups[exclusive] if exclusive else parser
-        kwargs: dict[str, object] = {"help": text, "default": None}
+        kwargs: dict[str, object] = {"help": f.name, "default": None}
         if base is bool:
             kwargs["action"] = "store_true"
         elif f.metadata.get("action") == "append":
@@ -130,7 +133,21 @@ def _add_setting_flags(parser: argparse.ArgumentParser, schema: type) -> None:
             kwargs["type"] = base
         if "metavar" in f.metadata:
             kwargs["metavar"] = f.metadata["metavar"]
-        target.add_argument("--" + f.name.replace("_", "-"), **kwargs)  # type: ignore[arg-type]
+        action = target.add_argument("--" + f.name.replace("_", "-"), **kwargs)  # type: ignore[arg-type]
+        _lazy_help(action, lambda f=f, suffix=suffix: help_of(f) + suffix)
+
+
+def _lazy_help(action: argparse.Action, text: typing.Callable[[], str]) -> None:
+    """Help built only when shown (it may list a registry, whose import is slow)."""
+    action.lazy_help = text  # type: ignore[attr-defined]
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows the lazy help texts of _lazy_help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        lazy = getattr(action, "lazy_help", None)
+        return lazy().replace("%", "%%") if lazy else action.help
 
 
 def _cmd_node(args: argparse.Namespace) -> int:

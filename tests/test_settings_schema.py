@@ -138,13 +138,15 @@ def test_every_sim_setting_is_a_simulate_flag_with_its_help():
     flags = {a.dest: a for a in simulate._actions}
     for f in dataclasses.fields(SimConfig):
         assert f.name in flags, f.name
-        assert flags[f.name].help.startswith(help_of(f)) and flags[f.name].default is None
+        assert flags[f.name].lazy_help().startswith(help_of(f)) and flags[f.name].default is None
     args = simulate.parse_args(["--rounds", "3", "--param", "p=0.5", "--param", "k=2",
                                 "--allow-disconnected", "--hidden", "8,8"])
     got = (args.rounds, args.param, args.allow_disconnected, args.hidden)
     assert got == (3, ["p=0.5", "k=2"], True, "8,8")
     with pytest.raises(SystemExit):
         simulate.parse_args(["--local-steps", "2", "--local-epochs", "1"])
+    text = simulate.format_help()
+    assert "trimmed_mean" in text and "topk" in text and "one_peer_exponential" in text
 
 
 def test_topology_params_go_through_the_one_key_value_parser():

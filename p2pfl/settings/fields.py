@@ -16,9 +16,10 @@ from p2pfl.errors import UserError
 from p2pfl.settings import choices
 
 Check = Callable[[Any], "str | None"]  # a value -> None if fine, else the reason ("must be ...")
+Help = str | Callable[[], str]  # a callable when the text lists a registry (built when shown)
 
 
-def setting(default: object, help: str, check: Check | None = None, **meta: object) -> Any:
+def setting(default: object, help: Help, check: Check | None = None, **meta: object) -> Any:
     """A dataclass field whose metadata holds its help text and its check.
 
     A list default is copied for every instance; other metadata (e.g. `metavar`) goes along.
@@ -30,7 +31,9 @@ def setting(default: object, help: str, check: Check | None = None, **meta: obje
 
 
 def help_of(f: dataclasses.Field) -> str:
-    return str(f.metadata.get("help", ""))
+    """The field's help text (a registry's members are listed only now: no import before)."""
+    text = f.metadata.get("help", "")
+    return text() if callable(text) else str(text)
 
 
 def check_of(f: dataclasses.Field) -> Check | None:
@@ -83,7 +86,7 @@ class Concept:
     """One setting both schemas have: its default, help text and check."""
 
     default: object
-    help: str
+    help: Help
     check: Check | None = None
 
     def field(self, **meta: object) -> Any:
@@ -110,10 +113,10 @@ PARTITION = Concept("iid", "how bundled data is split among the members: iid, di
 MODEL = Concept("mlp", "model: logreg or mlp")
 HIDDEN = Concept([32], "MLP hidden layer sizes", lambda v: None if all(h >= 1 for h in v)
                  else "sizes must be positive")
-TOPOLOGY = Concept("exponential", choices.topology_help())
+TOPOLOGY = Concept("exponential", choices.topology_help)
 MIXING = Concept("metropolis_hastings", "mixing weights: metropolis_hastings, max_degree or uniform")
-AGGREGATOR = Concept("mean", choices.aggregator_help(), _aggregator)
-COMPRESSION = Concept("none", choices.compression_help(), _compression)
+AGGREGATOR = Concept("mean", choices.aggregator_help, _aggregator)
+COMPRESSION = Concept("none", choices.compression_help, _compression)
 DP_DELTA = Concept(1e-5, "DP-SGD: epsilon is reported at this delta")
 
 SHARED: dict[str, Concept] = {
