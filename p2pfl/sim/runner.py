@@ -55,7 +55,6 @@ class RunResult:
     byzantine: list[int] = field(default_factory=list)  # malicious nodes (excluded from metrics)
     node_accuracy: list[float] = field(default_factory=list)  # last evaluation, per (honest) node
 
-
     @property
     def final(self) -> dict[str, float]:
         return {k: self.rows[-1][k] for k in FINAL_KEYS} if self.rows else {}
