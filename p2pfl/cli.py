@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
+import typing
 from pathlib import Path
 
 from p2pfl import __version__
 from p2pfl.errors import BAD_INPUT, EXIT_INVALID, EXIT_OK, UserError, exit_code_of
+from p2pfl.settings import choices
+from p2pfl.settings.fields import help_of
+from p2pfl.settings.sim import SimConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,9 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"p2pfl {__version__}")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
 
-    t = sub.add_parser("topology", help="describe a topology: degrees, spectral gap, rounds to mix")
-    t.add_argument("name", help="ring, torus, complete, star, erdos_renyi, barabasi_albert, watts_strogatz, "
-                   "regular, exponential, hypercube, one_peer_exponential, epidemic, or file:PATH")
+    t = sub.add_parser("topology", help="describe a topology: degrees, spectral gap, rounds to mix",
+                       formatter_class=_HelpFormatter)
+    _lazy_help(t.add_argument("name", help="topology"), choices.topology_help)
     t.add_argument("--nodes", type=int, required=True)
     t.add_argument("--param", action="append", default=[], metavar="K=V", help="topology parameter")
     t.add_argument("--mixing", default="metropolis_hastings",
@@ -45,44 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.set_defaults(func=_cmd_topology)
 
-    s = sub.add_parser("simulate", help="simulate decentralized training of N hospitals in one process")
+    s = sub.add_parser("simulate", help="simulate decentralized training of N hospitals in one process",
+                       formatter_class=_HelpFormatter)
     s.add_argument("--config", type=Path, help="TOML file with the same keys as the flags")
-    from p2pfl.learning.sources import usages as source_usages
-
-    s.add_argument("--dataset", help=f"data source: {source_usages()}")
-    s.add_argument("--label-column", help="label column of a CSV dataset (default: label)")
-    s.add_argument("--site-column", help="site column of a CSV dataset (for --partition site)")
-    s.add_argument("--model", help="logreg or mlp")
-    s.add_argument("--hidden", help="MLP hidden sizes, e.g. 32,16")
-    s.add_argument("--nodes", type=int)
-    s.add_argument("--topology")
-    s.add_argument("--param", action="append", metavar="K=V", help="topology parameter")
-    s.add_argument("--mixing", help="metropolis_hastings, max_degree or uniform")
-    s.add_argument("--partition", help="iid, dirichlet:ALPHA, quantity:ALPHA, site or shift:SIGMA")
-    s.add_argument("--rounds", type=int)
-    steps = s.add_mutually_exclusive_group()
-    steps.add_argument("--local-steps", type=int)
-    steps.add_argument("--local-epochs", type=int)
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--optimizer", help="sgd or adam")
-    s.add_argument("--lr", type=float)
-    s.add_argument("--momentum", type=float)
-    s.add_argument("--seed", type=int)
-    s.add_argument("--engine", help="vectorized (default) or reference")
-    s.add_argument("--baseline", help="none, centralized or local")
-    s.add_argument("--eval-every", type=int)
-    s.add_argument("--allow-disconnected", action="store_true", default=None)
-    s.add_argument("--aggregator", help="mean (default), trimmed_mean[:b=B], median, "
-                   "clipped[:delta=D or :tau=T]")
-    s.add_argument("--compression", help="none (default), topk[:fraction=F,gamma=G], "
-                   "int8[:chunk=C,rounding=R], float16")
-    s.add_argument("--dp", metavar="noise=SIGMA,clip=C[,delta=D]", help="DP-SGD in local training")
-    s.add_argument("--dropout", type=float, metavar="P", help="chance a node is offline each round")
-    s.add_argument("--stragglers", type=float, metavar="P", help="chance a node's update is late each round")
-    s.add_argument("--message-loss", type=float, metavar="P", help="chance each message is lost")
-    s.add_argument("--attack", metavar="NAME:FRACTION",
-                   help="Byzantine members: sign_flip, gaussian, label_flip or alie, e.g. sign_flip:0.2")
-    s.add_argument("--out", help="folder for metrics.csv, config.json and convergence.png")
+    _add_setting_flags(s, SimConfig)
     s.add_argument("--json", action="store_true", help="print one JSON summary to stdout")
     s.set_defaults(func=_cmd_simulate)
 
@@ -120,20 +91,63 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("file", type=Path)
     v.set_defaults(func=_cmd_inspect)
 
-    d = sub.add_parser("demo", help="run a consortium of real node processes on this machine")
+    d = sub.add_parser("demo", help="run a consortium of real node processes on this machine",
+                       formatter_class=_HelpFormatter)
     d.add_argument("--nodes", type=int, default=4)
     d.add_argument("--rounds", type=int, default=10)
     d.add_argument("--dataset", default="breast_cancer")
-    d.add_argument("--topology", default="ring")
+    _lazy_help(d.add_argument("--topology", default="ring", help="topology"), choices.topology_help)
     d.add_argument("--partition", default="dirichlet:0.5", help="how the data is split (non-IID)")
-    d.add_argument("--aggregator", default="mean", help="mean, trimmed_mean:b=1, median or clipped")
-    d.add_argument("--compression", default="none", help="none, float16, int8 or topk:fraction=F")
+    _lazy_help(d.add_argument("--aggregator", default="mean", help="aggregator"), choices.aggregator_help)
+    _lazy_help(d.add_argument("--compression", default="none", help="compression"), choices.compression_help)
     d.add_argument("--dp", default="", metavar="noise=SIGMA,clip=C[,delta=D]",
                    help="DP-SGD at every hospital; the table shows each one's epsilon")
     d.add_argument("--dir", type=Path, help="working folder (default: a new temporary folder)")
     d.add_argument("--json", action="store_true", help="print the per-hospital figures as JSON")
     d.set_defaults(func=_cmd_demo)
     return p
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, schema: type) -> None:
+    """One flag per field of a settings dataclass, with the field's help text (a new setting is
+    declared once, in p2pfl.settings). Every flag defaults to None: "not given", so that it does
+    not override the --config file."""
+    hints = typing.get_type_hints(schema)
+    groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    for f in dataclasses.fields(schema):
+        hint = hints[f.name]
+        base = next((t for t in (bool, int, float, str) if t is hint or t in typing.get_args(hint)), str)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = default not in (None, "") and default is not False
+        suffix = f" (default: {default})" if shown else ""
+        exclusive = f.metadata.get("exclusive")
+        if exclusive and exclusive not in groups:
+            groups[exclusive] = parser.add_mutually_exclusive_group()
+        target = groups[exclusive] if exclusive else parser
+        kwargs: dict[str, object] = {"help": f.name, "default": None}
+        if base is bool:
+            kwargs["action"] = "store_true"
+        elif f.metadata.get("action") == "append":
+            kwargs["action"] = "append"
+        else:
+            kwargs["type"] = base
+        if "metavar" in f.metadata:
+            kwargs["metavar"] = f.metadata["metavar"]
+        action = target.add_argument("--" + f.name.replace("_", "-"), **kwargs)  # type: ignore[arg-type]
+        _lazy_help(action, lambda f=f, suffix=suffix: help_of(f) + suffix)
+
+
+def _lazy_help(action: argparse.Action, text: typing.Callable[[], str]) -> None:
+    """Help built only when shown (it may list a registry, whose import is slow)."""
+    action.lazy_help = text  # type: ignore[attr-defined]
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows the lazy help texts of _lazy_help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        lazy = getattr(action, "lazy_help", None)
+        return lazy().replace("%", "%%") if lazy else action.help
 
 
 def _cmd_node(args: argparse.Namespace) -> int:
@@ -145,11 +159,11 @@ def _cmd_node(args: argparse.Namespace) -> int:
 
 def _cmd_init(args: argparse.Namespace) -> int:
     from p2pfl.atomic import write_atomic
-    from p2pfl.config import NODE_TEMPLATE
+    from p2pfl.settings.toml_out import node_template
 
     if args.out.exists():
         raise UserError(f"{args.out} exists; not overwriting it")
-    write_atomic(args.out, NODE_TEMPLATE.format(name=args.name))
+    write_atomic(args.out, node_template(args.name))
     print(f"wrote {args.out}; edit it, then: p2pfl keygen --out node.key")
     return 0
 

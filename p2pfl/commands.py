@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from p2pfl.errors import UserError
-from p2pfl.files.keys import load_key, save_key
+from p2pfl.files.keys import load_key, passphrase_from_env, save_key
 from p2pfl.protocol.codec import MAX_MESSAGE_SIZE, parse, payload_ok, signature_ok
 from p2pfl.protocol.identity import generate_key, peer_id_of
 from p2pfl.protocol.messages import InvalidMessage
@@ -20,7 +19,7 @@ def keygen(out: Path, passphrase_env: str | None) -> str:
     variable. An existing file is never overwritten.
     """
     out = Path(out)
-    passphrase = _passphrase(passphrase_env, out)
+    passphrase = passphrase_from_env(passphrase_env, out)
     if not out.parent.is_dir():
         raise UserError(f"cannot write key file {out}: directory {out.parent} does not exist")
     key = generate_key()
@@ -39,17 +38,7 @@ def key_peer_id(key: Path, passphrase_env: str | None) -> str:
     A missing, unreadable, unsafe or undecryptable key file raises UserError naming it.
     """
     key = Path(key)
-    return peer_id_of(load_key(key, _passphrase(passphrase_env, key)))
-
-
-def _passphrase(env: str | None, key: Path) -> bytes | None:
-    """The passphrase for key file `key` held in environment variable `env` (None without one)."""
-    if env is None:
-        return None
-    value = os.environ.get(env)
-    if not value:
-        raise UserError(f"environment variable {env} (the passphrase for key file {key}) is not set")
-    return value.encode()
+    return peer_id_of(load_key(key, passphrase_from_env(passphrase_env, key)))
 
 
 @dataclass(frozen=True)

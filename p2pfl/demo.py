@@ -23,12 +23,20 @@ from p2pfl.atomic import write_atomic
 from p2pfl.commands import keygen
 from p2pfl.errors import UserError
 from p2pfl.files.roster_file import write_roster
-from p2pfl.learning.batches import BatchPlan
-from p2pfl.learning.local import load_local
-from p2pfl.learning.models import build_model
-from p2pfl.learning.trainer import OptimConfig, accuracy, make_optimizer, train_steps
 from p2pfl.net.checkpoint import read_metrics
 from p2pfl.protocol.roster import Member, Roster
+from p2pfl.settings.node import (
+    DataSection,
+    GossipSection,
+    ModelSection,
+    NodeSection,
+    NodeSettings,
+    PrivacySection,
+    TrainingSection,
+)
+from p2pfl.settings.sim import SimConfig
+from p2pfl.settings.toml_out import to_toml
+from p2pfl.sim.runner import baseline
 
 LOCAL_STEPS, BATCH, LR, HIDDEN = 5, 16, 0.05, 32
 ROUND_TIMEOUT = 10.0
@@ -98,54 +106,30 @@ def setup(folder: Path, names: list[str], opt: DemoOptions) -> list[Path]:
         members.append(Member(name, pid, (f"/ip4/127.0.0.1/tcp/{_free_port()}",)))
     write_roster(folder / "roster.toml", Roster(members))
     configs = []
+    privacy = privacy_section(opt.dp)
     for m in members:
         path = folder / m.name / "node.toml"
-        write_atomic(path, NODE_CONFIG.format(
-            name=m.name, listen=m.addresses[0], source=opt.dataset, partition=opt.partition,
-            threads=max(1, (os.cpu_count() or 1) // len(names)), rounds=opt.rounds,
-            steps=LOCAL_STEPS, batch=BATCH, lr=LR, hidden=HIDDEN,
-            topology=opt.topology, timeout=opt.round_timeout, aggregator=opt.aggregator,
-            compression=opt.compression, privacy=_privacy_lines(opt.dp)))
+        write_atomic(path, to_toml(node_config(m, opt, len(names), privacy)))
         configs.append(path)
     return configs
 
 
-NODE_CONFIG = """\
-[node]
-name = "{name}"
-key_file = "node.key"
-listen = "{listen}"
-state_dir = "state"
-roster = "../roster.toml"
-
-[data]
-source = "{source}"
-partition = "{partition}"
-
-[model]
-kind = "mlp"
-hidden = [{hidden}]
-
-[training]
-threads = {threads}
-rounds = {rounds}
-local_steps = {steps}
-batch_size = {batch}
-lr = {lr}
-
-[gossip]
-topology = "{topology}"
-round_timeout = {timeout}
-aggregator = "{aggregator}"
-compression = "{compression}"
-
-[privacy]
-{privacy}
-"""
+def node_config(member: Member, opt: DemoOptions, nodes: int, privacy: PrivacySection) -> NodeSettings:
+    """One hospital's settings: the demo's training on bundled data, on a loopback port."""
+    return NodeSettings(
+        node=NodeSection(name=member.name, listen=member.addresses[0], roster="../roster.toml"),
+        data=DataSection(source=opt.dataset, partition=opt.partition),
+        model=ModelSection(kind="mlp", hidden=[HIDDEN]),
+        training=TrainingSection(threads=max(1, (os.cpu_count() or 1) // nodes), rounds=opt.rounds,
+                                 local_steps=LOCAL_STEPS, batch_size=BATCH, lr=LR),
+        gossip=GossipSection(topology=opt.topology, round_timeout=opt.round_timeout,
+                             aggregator=opt.aggregator, compression=opt.compression),
+        privacy=privacy,
+    )
 
 
-def _privacy_lines(dp: str) -> str:
-    """`noise=1.0,clip=1.0,delta=1e-5` -> the [privacy] lines of node.toml."""
+def privacy_section(dp: str) -> PrivacySection:
+    """`noise=1.0,clip=1.0,delta=1e-5` -> the [privacy] section of node.toml."""
     from p2pfl.gossip.spec import key_values, number
 
     values = key_values(dp, dp)
@@ -154,7 +138,7 @@ def _privacy_lines(dp: str) -> str:
         raise UserError(f"--dp takes noise=, clip= and delta=, not {', '.join(sorted(unknown))}")
     if values and "noise" not in values:
         raise UserError("--dp needs noise=SIGMA")
-    return "\n".join(f"{k} = {number(f'--dp {k}', v)}" for k, v in values.items())
+    return PrivacySection(**{k: number(f"--dp {k}", v) for k, v in values.items()})
 
 
 def watch(folder: Path, names: list[str], procs: list, opt: DemoOptions, quiet: bool) -> None:
@@ -220,34 +204,22 @@ def summarize(folder: Path, names: list[str], opt: DemoOptions) -> dict[str, obj
     }
 
 
+def baseline_config(names: list[str], opt: DemoOptions) -> SimConfig:
+    """The simulator settings of the demo's training (same data split, model and batch plan)."""
+    return SimConfig(dataset=opt.dataset, nodes=len(names), partition=opt.partition, model="mlp",
+                     hidden=str(HIDDEN), rounds=opt.rounds, local_steps=LOCAL_STEPS, batch_size=BATCH,
+                     optimizer="sgd", lr=LR, seed=0, engine="reference", topology="complete",
+                     eval_every=opt.rounds)
+
+
 def local_only(names: list[str], opt: DemoOptions) -> list[float]:
     """Each hospital alone: the same model and steps on its own shard, no communication."""
-    out = []
-    for i in range(len(names)):
-        data = load_local(opt.dataset, i, len(names), partition_spec=opt.partition)
-        model = build_model("mlp", data.n_features, data.n_classes, (HIDDEN,), seed=0)
-        optimizer = make_optimizer(model, OptimConfig("sgd", LR))
-        plan = BatchPlan(data.plan_sizes, BATCH, LOCAL_STEPS, seed=0)
-        for t in range(opt.rounds):
-            batches = [s.index[data.plan_row] for s in plan.round(t)]
-            train_steps(model, optimizer, data.x_train, data.y_train, batches)
-        out.append(accuracy(model, data.x_val, data.y_val))
-    return out
+    return baseline(baseline_config(names, opt), "local").node_accuracy
 
 
 def centralized(names: list[str], opt: DemoOptions) -> float:
     """One model on the pooled training data of all hospitals (what sharing the data would give)."""
-    shards = [load_local(opt.dataset, i, len(names), partition_spec=opt.partition) for i in range(len(names))]
-    import torch
-
-    x = torch.cat([s.x_train for s in shards])
-    y = torch.cat([s.y_train for s in shards])
-    model = build_model("mlp", x.shape[1], shards[0].n_classes, (HIDDEN,), seed=0)
-    optimizer = make_optimizer(model, OptimConfig("sgd", LR))
-    plan = BatchPlan(np.array([len(y)]), min(len(y), BATCH * len(names)), LOCAL_STEPS, seed=0)
-    for t in range(opt.rounds):
-        train_steps(model, optimizer, x, y, [s.index[0] for s in plan.round(t)])
-    return accuracy(model, shards[0].x_val, shards[0].y_val)
+    return baseline(baseline_config(names, opt), "centralized").node_accuracy[0]
 
 
 def print_table(report: dict) -> None:

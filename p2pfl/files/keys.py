@@ -24,6 +24,17 @@ def save_key(
     write_atomic(Path(path), key_to_pem(key, passphrase), KEY_FILE_MODE, overwrite)
 
 
+def passphrase_from_env(env: str | None, key: Path) -> bytes | None:
+    """The passphrase for key file `key` held in environment variable `env` (None when no
+    variable is named); an unset or empty variable is a UserError naming both."""
+    if not env:
+        return None
+    value = os.environ.get(env)
+    if not value:
+        raise UserError(f"environment variable {env} (the passphrase for key file {key}) is not set")
+    return value.encode()
+
+
 def load_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
     """Read an Ed25519 key written by `save_key`; every problem raises UserError saying why.
 

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from p2pfl.gossip import mixing
 from p2pfl.gossip.errors import GossipSettingError
+from p2pfl.gossip.spec import key_values
 from p2pfl.gossip.topologies import Kind, StaticTopology, TimeVaryingTopology, kind_of
 
 
@@ -25,16 +26,8 @@ def parse_params(items: list[str] | dict[str, object] | None) -> dict[str, objec
         return {}
     if isinstance(items, dict):
         return dict(items)
-    out: dict[str, object] = {}
-    for item in items:
-        for part in str(item).split(","):
-            if not part.strip():
-                continue
-            key, eq, value = part.partition("=")
-            if not eq or not key.strip():
-                raise GossipSettingError(f"parameter {part!r} is not of the form key=value")
-            out[key.strip()] = _number(value.strip())
-    return out
+    spec = ",".join(str(item) for item in items)
+    return {key: _number(value) for key, value in key_values(spec, spec).items()}
 
 
 def _number(text: str) -> object:

@@ -8,14 +8,13 @@ so a node that is built can run.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from p2pfl.errors import UserError
-from p2pfl.files.keys import load_key
+from p2pfl.files.keys import load_key, passphrase_from_env
 from p2pfl.files.roster_file import load_roster
 from p2pfl.gossip.compression import parse_compression
 from p2pfl.gossip.robust import Aggregator, parse_aggregator
@@ -101,14 +100,8 @@ class Parts:
 
 def load_files(settings: NodeSettings) -> tuple[Ed25519PrivateKey, Roster]:
     """Load the key (passphrase from the named environment variable) and the roster."""
-    passphrase = None
-    if settings.node.passphrase_env:
-        value = os.environ.get(settings.node.passphrase_env)
-        if value is None:
-            raise UserError(f"node.passphrase_env names {settings.node.passphrase_env}, "
-                            "which is not set in the environment")
-        passphrase = value.encode()
-    key = load_key(settings.path(settings.node.key_file), passphrase)
+    key_file = settings.path(settings.node.key_file)
+    key = load_key(key_file, passphrase_from_env(settings.node.passphrase_env, key_file))
     roster = load_roster(settings.path(settings.node.roster))
     return key, roster
 

@@ -16,10 +16,11 @@ from p2pfl.gossip.compression import Compression, parse_compression
 from p2pfl.gossip.robust import Aggregator, parse_aggregator
 from p2pfl.gossip.spec import key_values, number
 from p2pfl.gossip.topology import Topology
+from p2pfl.settings.fields import DP_DELTA
 from p2pfl.sim.settings import SimConfig
 
 ATTACKS = ("sign_flip", "gaussian", "label_flip", "alie")
-DEFAULT_DELTA = 1e-5
+DEFAULT_DELTA: float = DP_DELTA.default  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from p2pfl.sim.metrics import consensus_distance, node_accuracies
 from p2pfl.sim.options import Robustness, check_against_topology, parse_robustness
 from p2pfl.sim.privacy_budget import PrivacyBudget
 from p2pfl.sim.reference import ReferenceEngine
-from p2pfl.sim.settings import BASELINES, ENGINES, SimConfig
+from p2pfl.sim.settings import BASELINES, ENGINES, SimConfig, local_steps
 from p2pfl.sim.vectorized import VectorizedEngine
 
 # Per-node accuracies use a fixed random subset of at most this many test rows (the cost is
@@ -53,6 +54,7 @@ class RunResult:
     delta: float | None = None
     byzantine: list[int] = field(default_factory=list)  # malicious nodes (excluded from metrics)
     final_params: torch.Tensor | None = None  # [N, P] models of every node after the last round
+    node_accuracy: list[float] = field(default_factory=list)  # last evaluation, per (honest) node
 
     @property
     def final(self) -> dict[str, float]:
@@ -127,6 +129,14 @@ def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bo
     return SimResult(cfg, gap, num_params(model), runs, time.perf_counter() - start)
 
 
+def baseline(cfg: SimConfig, name: str) -> RunResult:
+    """Only the `name` baseline (local or centralized) of `cfg`: each node alone on its shard,
+    or one model on the pooled shards, with the same model, optimizer and batch plan."""
+    if name not in BASELINES[1:]:
+        raise UserError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES[1:])}")
+    return simulate(dataclasses.replace(cfg, baseline=name), decentralized=False).runs[0]
+
+
 def _run(
     name: str,
     cfg: SimConfig,
@@ -152,8 +162,7 @@ def _run(
     engine_cls = VectorizedEngine if cfg.engine == "vectorized" else ReferenceEngine
     engine = engine_cls(model, data, opt, flatten(model), dp=opts.dp, seed=cfg.seed)
     batch = batch_size or cfg.batch_size
-    plan = BatchPlan(data.sizes, batch, None if cfg.local_epochs else (cfg.local_steps or 1),
-                     cfg.local_epochs, cfg.seed)
+    plan = BatchPlan(data.sizes, batch, local_steps(cfg), cfg.local_epochs, cfg.seed)
     p = num_params(model)
     result = RunResult(name, byzantine=[int(k) for k in np.flatnonzero(bad)])
     budget = None if opts.dp is None else PrivacyBudget(opts.dp, data.sizes, batch)
@@ -179,8 +188,9 @@ def _run(
                 sent += sent_now
         if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
             flat = engine.params()
-            row = _metrics(t + 1, model, flat if not bad.any() else flat[honest], data, subset,
-                           losses if not bad.any() else losses[~bad], sent)
+            row, acc = _metrics(t + 1, model, flat if not bad.any() else flat[honest], data, subset,
+                                losses if not bad.any() else losses[~bad], sent)
+            result.node_accuracy = acc.tolist()
             if budget is not None:
                 row["epsilon"] = budget.epsilon()
             result.rows.append(row)
@@ -210,7 +220,8 @@ def _bytes_per_node(w: sp.csr_matrix, n_params: int) -> float:
 
 
 def _metrics(t: int, model: torch.nn.Module, flat: torch.Tensor, data: NodeData,
-             subset: torch.Tensor, losses: np.ndarray, sent: float) -> dict[str, float]:
+             subset: torch.Tensor, losses: np.ndarray, sent: float) -> tuple[dict[str, float], torch.Tensor]:
+    """The metric row of round t, and each node's accuracy on the evaluation subset."""
     acc = node_accuracies(model, flat, data.x_test[subset], data.y_test[subset])
     avg = node_accuracies(model, flat.mean(dim=0, keepdim=True), data.x_test, data.y_test)
     return {
@@ -222,4 +233,4 @@ def _metrics(t: int, model: torch.nn.Module, flat: torch.Tensor, data: NodeData,
         "consensus_distance": consensus_distance(flat),
         "train_loss": float(np.nanmean(losses)) if not np.all(np.isnan(losses)) else math.nan,
         "mb_sent_per_node": sent / 1e6,
-    }
+    }, acc

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import torch
@@ -15,6 +16,8 @@ from p2pfl.demo import DemoOptions, setup
 from p2pfl.files.keys import load_key
 from p2pfl.files.roster_file import load_roster
 from p2pfl.net.checkpoint import CHECKPOINT, read_metrics
+from p2pfl.settings.toml_out import dumps_document
+from p2pfl.tomlio import read_toml
 
 WAIT = 120.0  # seconds any single wait in these tests may take
 
@@ -42,22 +45,13 @@ class Consortium:
                 stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def configure(self, section: str, lines: str) -> None:
-        """Set `key = value` lines in `[section]` of every node's config (replacing a key that
-        is already there)."""
+        """Set `key = value` lines (TOML) in `[section]` of every node's config (replacing a key
+        that is already there). Values are not checked: a test may write a bad one on purpose."""
+        values = tomllib.loads(lines)
         for path in self.configs.values():
-            text = path.read_text()
-            head = f"[{section}]\n"
-            if head not in text:
-                text += f"\n{head}"
-            for line in lines.splitlines():
-                key = line.split("=")[0].strip()
-                start = text.index(head) + len(head)
-                end = text.find("\n[", start)
-                end = len(text) if end < 0 else end + 1
-                body = [b for b in text[start:end].splitlines(keepends=True)
-                        if b.split("=")[0].strip() != key]
-                text = text[:start] + line + "\n" + "".join(body) + text[end:]
-            path.write_text(text)
+            raw = read_toml(path)
+            raw.setdefault(section, {}).update(values)  # type: ignore[union-attr]
+            path.write_text(dumps_document(raw))
 
     def wait(self, *names: str, timeout: float = WAIT) -> dict[str, int]:
         """Exit codes of the named (default: all started) processes."""

@@ -14,6 +14,7 @@ from p2pfl.cli import main
 from p2pfl.config import node_settings
 from p2pfl.errors import UserError
 from p2pfl.net.checkpoint import read_metrics
+from p2pfl.settings.toml_out import node_template
 
 
 def test_init_writes_a_template_that_loads(tmp_path, capsys):
@@ -30,24 +31,20 @@ def test_init_writes_a_template_that_loads(tmp_path, capsys):
     (("rounds = 50", 'rounds = "many"'), "training.rounds must be an integer"),
     (("round_timeout = 30.0", "round_timeout = -1.0"), "gossip.round_timeout must be positive"),
     (('kind = "mlp"', 'kind = "cnn"'), "model.kind must be logreg or mlp"),
-    (('classes = ["0", "1"]', "classes = []"), "data.classes must list the label values"),
+    (('source = "digits"', 'source = "csv:patients.csv"'), "data.classes must list the label values"),
     (("\n[model]\n", "\n[modle]\n"), "unknown section [modle]"),
 ])
 def test_bad_node_config_is_one_error_naming_file_and_key(tmp_path, edit, message):
-    from p2pfl.config import NODE_TEMPLATE
-
     path = tmp_path / "node.toml"
-    path.write_text(NODE_TEMPLATE.format(name="a").replace(*edit))
+    path.write_text(node_template("a").replace(*edit))
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")) as err:
         node_settings(path)
     assert str(path) in str(err.value)
 
 
 def test_node_with_missing_key_exits_2_without_traceback(tmp_path):
-    from p2pfl.config import NODE_TEMPLATE
-
     path = tmp_path / "node.toml"
-    path.write_text(NODE_TEMPLATE.format(name="a"))
+    path.write_text(node_template("a"))
     proc = subprocess.run([sys.executable, "-m", "p2pfl", "node", "--config", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

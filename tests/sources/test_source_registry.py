@@ -38,15 +38,15 @@ def test_load_local_consults_shared_not_the_name(monkeypatch):
 
 
 def test_node_config_names_an_unknown_source_and_needs_classes_for_an_own_table(tmp_path):
-    from p2pfl.config import NODE_TEMPLATE, node_settings
+    from p2pfl.config import node_settings
+    from p2pfl.settings.toml_out import node_template
 
     path = tmp_path / "node.toml"
-    path.write_text(NODE_TEMPLATE.format(name="a").replace('"csv:patients.csv"', '"mnist"'))
+    path.write_text(node_template("a").replace('source = "digits"', 'source = "mnist"'))
     with pytest.raises(UserError, match=f"{path}: data.source is not valid: unknown data source 'mnist'"):
         node_settings(path)
-    path.write_text(NODE_TEMPLATE.format(name="a").replace('classes = ["0", "1"]', "classes = []"))
+    path.write_text(node_template("a").replace('source = "digits"', 'source = "csv:patients.csv"'))
     with pytest.raises(UserError, match="data.classes must list the label values .* for a csv source"):
         node_settings(path)
-    path.write_text(NODE_TEMPLATE.format(name="a").replace('"csv:patients.csv"', '"digits"')
-                    .replace('classes = ["0", "1"]', "classes = []"))
+    path.write_text(node_template("a"))
     assert node_settings(path).data.source == "digits"  # a shared source needs no classes

@@ -1,0 +1,104 @@
+"""The sections of node.toml: every key's default, help text and check (p2pfl.settings.load
+reads them, p2pfl.settings.toml_out writes them and the `p2pfl init` template)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from p2pfl.settings import fields as F
+from p2pfl.settings.fields import positive, setting
+
+
+@dataclass
+class NodeSection:
+    """This hospital's identity, key and addresses (local: may differ between members)."""
+
+    name: str = setting("", "this hospital's name, as in the roster (required)")
+    key_file: str = setting("node.key", "`p2pfl keygen --out node.key` writes it (mode 0600)")
+    passphrase_env: str = setting("", "if the key is encrypted: the environment variable holding "
+                                  "the passphrase")
+    listen: str = setting("/ip4/0.0.0.0/tcp/9001", "open this TCP port to the other members")
+    state_dir: str = setting("state", "checkpoint.pt and metrics.jsonl go here")
+    roster: str = setting("roster.toml", "the consortium's members: name, peer_id, addresses")
+
+@dataclass
+class DataSection:
+    """Where the training rows come from."""
+
+    source: str = F.DATASET.field()
+    label_column: str = F.LABEL_COLUMN.field()
+    classes: list[str] = setting([], "label values, in the same order at every hospital "
+                                 "(required for a csv source)")
+    partition: str = F.PARTITION.field()
+    seed: int = F.SEED.field()
+
+@dataclass
+class ModelSection:
+    """The model every member trains."""
+
+    kind: str = F.MODEL.field()
+    hidden: list[int] = F.HIDDEN.field()
+
+@dataclass
+class TrainingSection:
+    """Local training; the same at every member except `threads`."""
+
+    run: str = setting("", "a name for this training run, the same at every member: updates of "
+                       "another run are refused, a new name starts a new run")
+    rounds: int = F.ROUNDS.field()
+    local_steps: int = F.LOCAL_STEPS.field()
+    batch_size: int = F.BATCH_SIZE.field()
+    optimizer: str = F.OPTIMIZER.field()
+    lr: float = F.LR.field()
+    momentum: float = F.MOMENTUM.field()
+    seed: int = F.SEED.field()
+    threads: int = setting(0, "torch CPU threads (0: all cores)",
+                           lambda v: None if v >= 0 else "must be 0 (all cores) or a positive number")
+
+@dataclass
+class GossipSection:
+    """The exchange of models with the neighbours."""
+
+    topology: str = F.TOPOLOGY.field()
+    params: dict[str, object] = setting({}, "topology parameters, e.g. { p = 0.3 }")
+    mixing: str = F.MIXING.field()
+    seed: int = setting(F.SEED.default, "time-varying topologies draw the same graphs everywhere "
+                        "from this seed")
+    round_timeout: float = setting(30.0, "seconds to wait for the neighbours after sending",
+                                   positive("seconds"))
+    aggregator: str = F.AGGREGATOR.field()
+    compression: str = F.COMPRESSION.field()
+    max_update_mb: float = setting(512.0, "larger updates are refused before they are read", positive())
+
+@dataclass
+class PrivacySection:
+    """DP-SGD in local training (Abadi et al., CCS 2016)."""
+
+    noise: float = setting(0.0, "DP-SGD noise multiplier (e.g. 1.0); 0: off")
+    clip: float = setting(1.0, "per-example gradient norm bound")
+    delta: float = F.DP_DELTA.field()
+    max_epsilon: float = setting(0.0, "refuse to start if the planned rounds would spend more; 0: no limit")
+
+@dataclass
+class NodeSettings:
+    """All sections of node.toml; relative paths are relative to the file's folder."""
+
+    node: NodeSection = field(default_factory=NodeSection)
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    gossip: GossipSection = field(default_factory=GossipSection)
+    privacy: PrivacySection = field(default_factory=PrivacySection)
+    base_dir: Path = Path(".")
+
+    def path(self, value: str) -> Path:
+        """A path from the config, resolved against the config file's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+def sections() -> list[str]:
+    """The section names of node.toml, in file order."""
+    from dataclasses import fields
+
+    return [f.name for f in fields(NodeSettings) if f.name != "base_dir"]

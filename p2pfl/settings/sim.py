@@ -1,0 +1,104 @@
+"""The settings of one `p2pfl simulate` run: TOML keys, and (with dashes) its flags.
+
+Field names, types and defaults are part of every experiment's run key
+(p2pfl.experiments.spec.run_key): changing one changes the key of every committed result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass
+
+from p2pfl.errors import UserError
+from p2pfl.settings import fields as F
+from p2pfl.settings.fields import setting
+from p2pfl.tomlio import describe, matches
+
+ENGINES = ("vectorized", "reference")
+BASELINES = ("none", "centralized", "local")
+
+# Robustness settings (issue 6) and their defaults: a run at these defaults is the plain D-PSGD
+# run of before, and its experiment key leaves them out (so earlier committed results stay valid).
+ROBUSTNESS_DEFAULTS: dict[str, object] = {
+    "aggregator": F.AGGREGATOR.default, "compression": F.COMPRESSION.default, "dp": None, "dropout": 0.0,
+    "stragglers": 0.0, "message_loss": 0.0, "attack": None,
+}
+
+
+def _hidden_text(sizes: list[int]) -> str:
+    return ",".join(str(h) for h in sizes)
+
+
+@dataclass
+class SimConfig:
+    """Every knob of `p2pfl simulate`; field names are the TOML keys and (with dashes) the flags."""
+
+    dataset: str = F.DATASET.field()
+    model: str = F.MODEL.field()
+    hidden: str = setting(_hidden_text(F.HIDDEN.default), F.HIDDEN.help + ", e.g. 32,16")  # flag form
+    nodes: int = setting(16, "number of simulated hospitals")
+    topology: str = F.TOPOLOGY.field()
+    param: list[str] = setting([], "topology parameter (repeatable)", metavar="K=V", action="append")
+    mixing: str = F.MIXING.field()
+    partition: str = F.PARTITION.field()
+    rounds: int = F.ROUNDS.field()
+    # None: LOCAL_STEPS.default steps per round, unless local_epochs is given
+    local_steps: int | None = setting(None, f"{F.LOCAL_STEPS.help} (default: {F.LOCAL_STEPS.default})",
+                                      exclusive="steps")
+    local_epochs: int | None = setting(None, "local epochs per round (instead of --local-steps)",
+                                       exclusive="steps")
+    batch_size: int = F.BATCH_SIZE.field()
+    optimizer: str = F.OPTIMIZER.field()
+    lr: float = F.LR.field()
+    momentum: float = F.MOMENTUM.field()
+    seed: int = F.SEED.field()
+    engine: str = setting("vectorized", f"{' or '.join(ENGINES)} (the readable per-node loop)")
+    baseline: str = setting("none", f"also train a baseline: {', '.join(BASELINES)}")
+    eval_every: int = setting(10, "evaluate every this many rounds")
+    label_column: str = F.LABEL_COLUMN.field()
+    site_column: str | None = setting(None, "site column of a CSV dataset (for --partition site)")
+    allow_disconnected: bool = setting(False, "simulate a disconnected topology anyway")
+    aggregator: str = F.AGGREGATOR.field()
+    compression: str = F.COMPRESSION.field()
+    dp: str | None = setting(None, "DP-SGD in local training", metavar="noise=SIGMA,clip=C[,delta=D]")
+    dropout: float = setting(0.0, "chance a node is offline each round", metavar="P")
+    stragglers: float = setting(0.0, "chance a node's update misses the round's deadline", metavar="P")
+    message_loss: float = setting(0.0, "chance each message is lost", metavar="P")
+    attack: str | None = setting(None, "Byzantine members: sign_flip, gaussian, label_flip or alie, "
+                                 "e.g. sign_flip:0.2", metavar="NAME:FRACTION")
+    out: str | None = setting(None, "folder for metrics.csv, config.json and convergence.png")
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dict for JSON output."""
+        return asdict(self)
+
+
+def local_steps(cfg: SimConfig) -> int | None:
+    """Steps per round of `cfg` (None when it trains for local_epochs instead)."""
+    if cfg.local_epochs:
+        return None
+    return cfg.local_steps or F.LOCAL_STEPS.default  # type: ignore[return-value]
+
+
+def check_sim_table(raw: dict[str, object], where: str) -> dict[str, object]:
+    """Check every key and value type of a simulate TOML table against SimConfig.
+
+    `param` may be a table ({p = 0.1}) and `hidden` a list ([32, 16]); both are turned into the
+    flag forms. Errors name `where` (the file) and the key.
+    """
+    fields = {f.name for f in dataclasses.fields(SimConfig)}
+    hints = typing.get_type_hints(SimConfig)
+    out: dict[str, object] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            raise UserError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(fields))})")
+        if name == "param" and isinstance(value, dict):
+            value = [f"{k}={v}" for k, v in value.items()]
+        if name == "hidden" and isinstance(value, list):
+            value = _hidden_text(value)
+        if not matches(value, hints[name]):
+            raise UserError(f"{where}: key {key!r} must be {describe(hints[name])}, got {value!r}")
+        out[name] = float(value) if hints[name] is float else value
+    return out

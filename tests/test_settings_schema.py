@@ -1,0 +1,166 @@
+"""The settings schema: init template, TOML writer, shared defaults, field checks, flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import tomllib
+
+import pytest
+
+from p2pfl.cli import _parser
+from p2pfl.config import node_settings, sim_config
+from p2pfl.errors import UserError
+from p2pfl.files.keys import passphrase_from_env
+from p2pfl.gossip.errors import GossipSettingError
+from p2pfl.gossip.topology import parse_params
+from p2pfl.learning.models import parse_hidden
+from p2pfl.settings import fields as F
+from p2pfl.settings.fields import help_of
+from p2pfl.settings.node import NodeSection, NodeSettings, sections
+from p2pfl.settings.sim import SimConfig, local_steps
+from p2pfl.settings.toml_out import dumps_document, node_template, to_toml, value_text
+
+
+def _template_entries(text: str) -> dict[str, tuple[str, str]]:
+    """"section.key" -> (value text, the comment lines above it joined) of a template."""
+    out, section, comment = {}, "", []
+    for line in text.splitlines():
+        if line.startswith("# "):
+            comment.append(line[2:])
+        elif line.startswith("["):
+            section, comment = line.strip("[]"), []
+        elif " = " in line:
+            key, value = line.split(" = ", 1)
+            out[f"{section}.{key}"] = (value, " ".join(comment))
+            comment = []
+        else:
+            comment = []
+    return out
+
+
+def test_every_node_field_is_in_the_init_template_with_its_default_and_help():
+    entries = _template_entries(node_template("st-marys"))
+    defaults = NodeSettings(node=NodeSection(name="st-marys"))
+    expected = set()
+    for section in sections():
+        for f in dataclasses.fields(getattr(defaults, section)):
+            key = f"{section}.{f.name}"
+            expected.add(key)
+            value, comment = entries[key]
+            assert value == value_text(getattr(getattr(defaults, section), f.name)), key
+            assert comment == help_of(f) and comment, key
+    assert set(entries) == expected  # nothing else, nothing written by hand
+
+
+def test_init_template_loads_back_to_the_defaults(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text(node_template("st-marys"))
+    assert node_settings(path) == NodeSettings(node=NodeSection(name="st-marys"), base_dir=tmp_path)
+
+
+def test_written_node_settings_load_back_equal(tmp_path):
+    s = NodeSettings(base_dir=tmp_path)
+    s.node.name = 'st "mary\'s" \\ north'
+    s.data.source, s.data.classes = "csv:patients.csv", ["no", "yes"]
+    s.model.hidden = [64, 16]
+    s.training.rounds, s.training.lr, s.training.run = 7, 0.125, "trial-2"
+    s.gossip.topology, s.gossip.params = "watts_strogatz", {"k": 4, "p": 0.25}
+    s.gossip.aggregator = "trimmed_mean:b=1"
+    s.privacy.noise, s.privacy.delta, s.privacy.max_epsilon = 1.1, 1e-6, 8.0
+    path = tmp_path / "node.toml"
+    path.write_text(to_toml(s))
+    assert node_settings(path) == s
+
+
+def test_written_sim_config_loads_back_equal(tmp_path):
+    cfg = SimConfig(dataset="breast_cancer", hidden="64,16", nodes=8, topology="erdos_renyi",
+                    param=["p=0.5"], rounds=12, local_epochs=2, lr=0.01, dp="noise=1.0,clip=1.0",
+                    attack="sign_flip:0.25", allow_disconnected=True, dropout=0.1)
+    path = tmp_path / "sim.toml"
+    path.write_text(to_toml(cfg))
+    assert sim_config(path, {}) == cfg
+
+
+def test_node_and_simulator_share_one_default_per_concept():
+    node, sim = NodeSettings(), SimConfig()
+    d, m, t, g, p = node.data, node.model, node.training, node.gossip, node.privacy
+    pairs = {
+        "rounds": (t.rounds, sim.rounds), "local_steps": (t.local_steps, local_steps(sim)),
+        "batch_size": (t.batch_size, sim.batch_size), "optimizer": (t.optimizer, sim.optimizer),
+        "lr": (t.lr, sim.lr), "momentum": (t.momentum, sim.momentum), "seed": (t.seed, sim.seed),
+        "dataset": (d.source, sim.dataset), "label_column": (d.label_column, sim.label_column),
+        "partition": (d.partition, sim.partition), "model": (m.kind, sim.model),
+        "hidden": (tuple(m.hidden), parse_hidden(sim.hidden)), "topology": (g.topology, sim.topology),
+        "mixing": (g.mixing, sim.mixing), "aggregator": (g.aggregator, sim.aggregator),
+        "compression": (g.compression, sim.compression),
+    }
+    assert set(pairs) | {"delta"} == set(F.SHARED)
+    for name, (node_value, sim_value) in pairs.items():
+        concept = F.SHARED[name].default
+        assert node_value == sim_value == (tuple(concept) if name == "hidden" else concept), name
+    assert d.seed == g.seed == t.seed
+    from p2pfl.sim.options import DEFAULT_DELTA
+
+    assert p.delta == DEFAULT_DELTA == F.DP_DELTA.default
+    assert F.ROUNDS.default == 50  # the simulator's and the old template's; NodeSettings had 10
+
+
+def test_a_new_node_settings_object_has_its_own_lists():
+    a, b = NodeSettings(), NodeSettings()
+    a.model.hidden.append(8)
+    a.gossip.params["p"] = 1
+    assert b.model.hidden == [32] and b.gossip.params == {}
+
+
+@pytest.mark.parametrize("section,line,message", [
+    ("training", 'optimizer = "lbfgs"', "training.optimizer must be sgd or adam, got 'lbfgs'"),
+    ("training", "threads = -1", "training.threads must be 0 (all cores) or a positive number"),
+    ("training", "local_steps = 0", "training.local_steps must be at least 1"),
+    ("training", "lr = 0", "training.lr must be positive"),
+    ("model", "hidden = [32, 0]", "model.hidden sizes must be positive"),
+    ("gossip", 'aggregator = "avg"', "gossip.aggregator is not valid: unknown aggregator 'avg'"),
+    ("gossip", 'compression = "zip"', "gossip.compression is not valid: unknown compression 'zip'"),
+    ("gossip", "max_update_mb = 0", "gossip.max_update_mb must be positive"),
+])
+def test_field_checks_name_file_key_and_reason(tmp_path, section, line, message):
+    raw = tomllib.loads(node_template("a"))
+    raw[section].update(tomllib.loads(line))
+    path = tmp_path / "node.toml"
+    path.write_text(dumps_document(raw))
+    with pytest.raises(UserError, match=re.escape(f"{path}: {message}")):
+        node_settings(path)
+
+
+def test_every_sim_setting_is_a_simulate_flag_with_its_help():
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    simulate = sub.choices["simulate"]
+    flags = {a.dest: a for a in simulate._actions}
+    for f in dataclasses.fields(SimConfig):
+        assert f.name in flags, f.name
+        assert flags[f.name].lazy_help().startswith(help_of(f)) and flags[f.name].default is None
+    args = simulate.parse_args(["--rounds", "3", "--param", "p=0.5", "--param", "k=2",
+                                "--allow-disconnected", "--hidden", "8,8"])
+    got = (args.rounds, args.param, args.allow_disconnected, args.hidden)
+    assert got == (3, ["p=0.5", "k=2"], True, "8,8")
+    with pytest.raises(SystemExit):
+        simulate.parse_args(["--local-steps", "2", "--local-epochs", "1"])
+    text = simulate.format_help()
+    assert "trimmed_mean" in text and "topk" in text and "one_peer_exponential" in text
+
+
+def test_topology_params_go_through_the_one_key_value_parser():
+    assert parse_params(["p=0.5,k=3", "variant=local"]) == {"p": 0.5, "k": 3, "variant": "local"}
+    with pytest.raises(GossipSettingError, match="given twice"):
+        parse_params(["p=0.5", "p=0.6"])
+
+
+def test_passphrase_reader(tmp_path, monkeypatch):
+    key = tmp_path / "node.key"
+    assert passphrase_from_env(None, key) is None and passphrase_from_env("", key) is None
+    monkeypatch.setenv("P2PFL_SCHEMA_PASS", "s3cret")
+    assert passphrase_from_env("P2PFL_SCHEMA_PASS", key) == b"s3cret"
+    monkeypatch.setenv("P2PFL_SCHEMA_PASS", "")
+    with pytest.raises(UserError, match=r"P2PFL_SCHEMA_PASS \(the passphrase for key file .*node.key"):
+        passphrase_from_env("P2PFL_SCHEMA_PASS", key)
