@@ -115,7 +115,7 @@ class Node:
         self.machine = RoundMachine(self.self_id, self.members, self.topology, self.specs,
                                     self._params(), start_round=start, rounds=t.rounds,
                                     validate=self.format.incoming, catch_up=self.format.choco is None,
-                                    quorum=max(2, self.aggregator.b + 1))
+                                    quorum=max(2, self.aggregator.tolerates() + 1))
         rt = g.round_timeout
         self.timeouts = transfer.Timeouts(connect=min(10.0, rt), chunk=min(30.0, rt), ack=min(60.0, 2 * rt))
         # An update is this model's tensors plus a header: refuse anything much larger before
