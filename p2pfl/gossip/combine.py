@@ -16,18 +16,17 @@ State = dict[str, torch.Tensor]
 
 def combine(states: list[State], weights: list[float], agg: Aggregator) -> tuple[State, bool]:
     """(combined state, True), or (own state, False) when fewer models arrived than `agg`
-    needs (a trimmed mean over too few models would not be robust: keep the own model)."""
-    if agg.name == "mean":
+    needs (`robust.aggregate` with `keep_short`: a trimmed mean over too few models would not
+    be robust, the own model is kept)."""
+    if agg.is_linear:
         return weighted_average_state(states, weights), True
-    if len(states) < agg.min_models():
-        return states[0], False
     names = list(states[0])
     flat = torch.stack([torch.cat([s[n].reshape(-1).float() for n in names]) for s in states])
-    out = aggregate(flat, agg, torch.as_tensor(weights, dtype=torch.float32))
+    out = aggregate(flat, agg, torch.as_tensor(weights, dtype=torch.float32), keep_short=True)
     combined: State = {}
     start = 0
     for n in names:
         ref = states[0][n]
         combined[n] = out[start : start + ref.numel()].view_as(ref).to(ref.dtype)
         start += ref.numel()
-    return combined, True
+    return combined, len(states) >= agg.min_models()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -147,6 +148,41 @@ def predicted_rounds(gap: float, factor: float = 1000.0) -> float:
     inf ("never") when the gap is at most GAP_TOLERANCE, as for a disconnected graph.
     """
     return math.log(factor) / gap if gap > GAP_TOLERANCE else math.inf
+
+
+def renormalisation(total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The one rule for mixing weights over the models that arrived (own model included).
+
+    A node whose present weights sum to `total` multiplies them by 1 / total, so they sum to
+    one; a node with no weight at all (total <= 0: no self weight and nothing heard) keeps its
+    own model (own weight 1, others 0). For [N] totals: (factor [N], keeps_own [N] bool).
+    """
+    total = np.asarray(total, dtype=np.float64)
+    keeps_own = total <= 0
+    return np.where(keeps_own, 0.0, 1.0 / np.where(keeps_own, 1.0, total)), keeps_own
+
+
+def renormalised_row(raw: Sequence[float]) -> tuple[float, ...]:
+    """One node's weights re-normalised by `renormalisation`: `raw` own weight first, then those
+    of the models that arrived."""
+    factor, keeps_own = renormalisation(np.array([sum(raw)]))
+    out = [float(w) * float(factor[0]) for w in raw]
+    if keeps_own[0]:
+        out[0] = 1.0
+    return tuple(out)
+
+
+def renormalised_rows(m: sp.spmatrix) -> sp.csr_matrix:
+    """Every node at once: row i of `m` holds node i's weights of what arrived (own on the
+    diagonal), re-normalised by `renormalisation`; indices sorted."""
+    c = sp.csr_matrix(m, dtype=np.float64)
+    factor, keeps_own = renormalisation(np.asarray(c.sum(axis=1)).ravel())
+    out = sp.diags(factor) @ c
+    if keeps_own.any():
+        out = out + sp.diags(keeps_own.astype(np.float64))
+    out = sp.csr_matrix(out)
+    out.sort_indices()
+    return out
 
 
 def to_torch(w: sp.spmatrix, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -1,45 +1,33 @@
-"""Robust aggregation of a node's own model with the models its neighbours sent.
+"""Robust aggregation of a node's own model with the models its neighbours sent: the engine.
 
 A neighbourhood is a [k, P] tensor whose row 0 is the node's own model and rows 1.. are what
-arrived. Four rules:
-
-- `mean`: the mixing-weighted average (plain gossip, D-PSGD).
-- `trimmed_mean:b=B`: per coordinate, drop the B largest and B smallest of the k values and
-  average the rest (Yin et al., "Byzantine-robust distributed learning", ICML 2018, used
-  per neighbourhood as in decentralized robust consensus). Needs k >= 2B + 1.
-- `median`: per coordinate, the median of the k values (mean of the two middle ones when k
-  is even).
-- `clipped`: self-centred clipping, ClippedGossip (He, Karimireddy and Jaggi, "Byzantine-robust
-  decentralized learning via ClippedGossip", 2022):
-  x_i <- x_i + sum_j w_ij clip(x_j - x_i, tau_i), clip(z, tau) = z * min(1, tau / ||z||).
-  Either a fixed radius (`clipped:tau=T`), or the adaptive radius `clipped:delta=D` (default
-  D = 0.1): tau_i is the smallest distance ||x_j - x_i|| such that the neighbours farther than
-  tau_i hold at most a fraction D of node i's neighbour weight, i.e. the weighted (1 - D)
-  quantile of the distances. This is our reading of the paper's adaptive rule, which sizes
-  tau_i by the neighbour weight that may be Byzantine (delta_i there); the exact formula here
-  is ours. Its guarantee: if the attackers hold at most D of the neighbour weight, tau_i is
-  at most the distance to the farthest honest neighbour.
-
-Trimmed mean and median ignore the mixing weights (every model counts once); mean and
-clipped use them, re-normalised over the models present. Models must be finite (the daemon's
-update checks reject others); +-inf is ordered like any other value, NaN is not supported.
+arrived. The rules themselves are the modules of `p2pfl.gossip.aggregators`, one per rule
+(mean, trimmed_mean, median, clipped, ...), found by the registry `AGGREGATORS`; an
+`Aggregator` is one rule with its parameter values, built by `parse_aggregator('name:k=v')`.
+This module does what is common to all rules: it gathers neighbourhoods, checks that each holds
+enough models for the rule (a GossipSettingError, or with `keep_short` the node keeps its own model:
+a trimmed mean over too few models would not be robust), re-normalises the mixing weights over
+the models present and hands [n, D, P] blocks with weights and mask to the rule's `combine`.
+Models must be finite (the daemon's update checks reject others); +-inf is ordered like any
+other value, NaN is not supported.
 
 Batched form for the simulator: every node's neighbourhood is a row of a padded index table
 [N, D] (column 0 = the node itself, padding points at the node itself and is masked out), built
 once per mixing matrix by `neighbourhoods`. `robust_mix` gathers blocks of nodes into
 [n, D, P] tensors (about 4 MiB each, so they stay in cache) and aggregates each block with
-pure elementwise tensor operations: the per-coordinate order statistics come from a Batcher
-merge-exchange sorting network over the D rows (O(D log^2 D) `minimum`/`maximum` calls on
-[n, P] slices). For N = 1,000 nodes of degree 10 and P = 2,000 on one CPU thread that is
-about 80-90 ms per round for median or trimmed mean (torch.sort along the short dimension
+pure elementwise tensor operations: the per-coordinate order statistics of `order_mean` come
+from a Batcher merge-exchange sorting network over the D rows (O(D log^2 D) `minimum`/`maximum`
+calls on [n, P] slices). For N = 1,000 nodes of degree 10 and P = 2,000 on one CPU thread that
+is about 80-90 ms per round for median or trimmed mean (torch.sort along the short dimension
 alone took about 370 ms) and 30-40 ms for clipping, against 8 ms for the plain sparse mean.
 Wide neighbourhoods (D > 32) use `torch.sort`. Padding is +inf before sorting, so with
 c_i real models the sorted real values sit in positions 0..c_i - 1 and variable degrees
-need no special case. Clipping needs only the distances and one batched matrix product.
+need no special case.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -47,98 +35,130 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from p2pfl.gossip.aggregators._rule import Rule
 from p2pfl.gossip.errors import GossipSettingError
-from p2pfl.gossip.spec import is_number, key_values, number
+from p2pfl.gossip.spec import key_values
+from p2pfl.registry import Registry
 
-AGGREGATORS = ("mean", "trimmed_mean", "median", "clipped")
+AGGREGATORS: Registry[Rule] = Registry("aggregator", "p2pfl.gossip.aggregators", GossipSettingError)
 
 NETWORK_LIMIT = 32  # sort neighbourhoods of at most this many models with a sorting network
 BLOCK_BYTES = 4 << 20  # size of one gathered [n, D, P] block in robust_mix
 
 
-@dataclass(frozen=True)
 class Aggregator:
-    """A validated aggregation rule: its name and parameters. Build with `parse_aggregator`."""
+    """A validated aggregation rule: its name and parameter values. Build with `parse_aggregator`.
 
-    name: str = "mean"
-    b: int = 0  # trimmed_mean: how many values to drop at each end
-    tau: float | None = None  # clipped: fixed radius
-    delta: float | None = None  # clipped: fraction of neighbour weight beyond the adaptive radius
+    `Aggregator("trimmed_mean", b=1)` gives the values directly (None: not set); they are
+    readable as attributes (`agg.b`). Frozen and hashable; `str(agg)` is a spec that
+    `parse_aggregator` reads back.
+    """
 
-    def __post_init__(self) -> None:
-        if self.name not in AGGREGATORS:
-            raise GossipSettingError(f"unknown aggregator {self.name!r}; choose one of "
-                                     f"{', '.join(AGGREGATORS)}")
-        if self.name == "trimmed_mean":
-            if isinstance(self.b, bool) or not isinstance(self.b, int) or self.b < 1:
-                raise GossipSettingError(f"trimmed_mean: b must be a positive integer, got {self.b!r}")
-        elif self.b:
-            raise GossipSettingError(f"aggregator {self.name} does not take b")
-        if self.name == "clipped":
-            if (self.tau is None) == (self.delta is None):
-                raise GossipSettingError("clipped: give exactly one of tau (fixed radius) or delta "
-                                         "(adaptive)")
-            if self.tau is not None and not (is_number(self.tau) and 0 < self.tau < float("inf")):
-                raise GossipSettingError(f"clipped: tau must be a positive number, got {self.tau!r}")
-            if self.delta is not None and not (is_number(self.delta) and 0 <= self.delta < 1):
-                raise GossipSettingError(f"clipped: delta must be a number in [0, 1), got {self.delta!r}")
-        elif self.tau is not None or self.delta is not None:
-            raise GossipSettingError(f"aggregator {self.name} does not take tau or delta")
+    __slots__ = ("name", "params")
+    name: str
+    params: tuple[tuple[str, object], ...]  # (key, value) in the order of the rule's params
+
+    def __init__(self, name: str = "mean", **values: object):
+        rule = AGGREGATORS.get(name)
+        given = {key: value for key, value in values.items() if value is not None}
+        _check_keys(rule, given)
+        rule.check(given)
+        object.__setattr__(self, "name", name)
+        params = tuple((p.key, given[p.key]) for p in rule.params if p.key in given)
+        object.__setattr__(self, "params", params)
+
+    @property
+    def rule(self) -> Rule:
+        """The registry member that implements this aggregator."""
+        return AGGREGATORS.get(self.name)
+
+    @property
+    def values(self) -> dict[str, object]:
+        """The parameter values, by key."""
+        return dict(self.params)
+
+    @property
+    def is_linear(self) -> bool:
+        """True for the plain mixing-weighted mean (gossip averaging, D-PSGD): a linear W-mix."""
+        return self.rule.linear
 
     def min_models(self) -> int:
-        """Fewest models (self included) the rule can combine: 2b + 1 for trimmed_mean, else 1."""
-        return 2 * self.b + 1 if self.name == "trimmed_mean" else 1
+        """Fewest models (self included) the rule can combine (2b + 1 for trimmed_mean, else 1)."""
+        return self.rule.min_models(self.values)
+
+    def tolerates(self) -> int:
+        """How many Byzantine neighbours the rule is configured to tolerate (0 for mean)."""
+        return self.rule.tolerates(self.values)
+
+    def __getattr__(self, key: str) -> object:
+        if key.startswith("_") or key in Aggregator.__slots__:
+            raise AttributeError(key)
+        for k, value in self.params:
+            if k == key:
+                return value
+        if any(p.key == key for p in self.rule.params):
+            return None
+        raise AttributeError(f"aggregator {self.name} has no parameter {key!r}")
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError("Aggregator is frozen")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Aggregator) and (self.name, self.params) == (other.name, other.params)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.params))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _build, (self.name, self.values)
+
+    def __repr__(self) -> str:
+        return f"Aggregator({', '.join([repr(self.name)] + [f'{k}={v!r}' for k, v in self.params])})"
 
     def __str__(self) -> str:
-        if self.name == "trimmed_mean":
-            return f"trimmed_mean:b={self.b}"
-        if self.name == "clipped":
-            return f"clipped:tau={self.tau:g}" if self.tau is not None else f"clipped:delta={self.delta:g}"
-        return self.name
+        parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params]
+        return self.name + (":" + ",".join(parts) if parts else "")
+
+
+def _build(name: str, values: Mapping[str, object]) -> Aggregator:
+    return Aggregator(name, **values)
+
+
+def _check_keys(rule: Rule, given: Mapping[str, object]) -> None:
+    allowed = [p.key for p in rule.params]
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise GossipSettingError(f"aggregator {rule.name} does not take {', '.join(unknown)} "
+                        f"(takes: {', '.join(allowed) or 'none'})")
 
 
 def parse_aggregator(spec: str) -> Aggregator:
-    """'mean', 'median', 'trimmed_mean:b=1', 'clipped:delta=0.1' or 'clipped:tau=0.5'."""
+    """'name[:key=value,...]', e.g. 'mean', 'median', 'trimmed_mean:b=1', 'clipped:delta=0.1'."""
     name, _, rest = str(spec).strip().partition(":")
-    name = name.strip()
-    if name not in AGGREGATORS:
-        raise GossipSettingError(f"unknown aggregator {name!r}; choose one of {', '.join(AGGREGATORS)}")
-    params = key_values(spec, rest)
-    allowed = {"mean": (), "median": (), "trimmed_mean": ("b",), "clipped": ("tau", "delta")}[name]
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise GossipSettingError(f"aggregator {name} does not take {', '.join(unknown)} "
-                        f"(takes: {', '.join(allowed) or 'none'})")
-    if name == "trimmed_mean":
-        text = params.get("b", "1")
-        try:
-            b = int(text)
-        except ValueError:
-            raise GossipSettingError(f"trimmed_mean: b must be a positive integer, got {text!r}") from None
-        return Aggregator(name, b=b)
-    if name == "clipped":
-        if not params:
-            return Aggregator(name, delta=0.1)
-        values = {key: number(f"clipped: {key}", text) for key, text in params.items()}
-        return Aggregator(name, tau=values.get("tau"), delta=values.get("delta"))
-    return Aggregator(name)
+    rule = AGGREGATORS.get(name.strip())
+    text = key_values(spec, rest)
+    _check_keys(rule, text)
+    return Aggregator(rule.name, **rule.parse(spec, text))
 
 
 # ---- one node ----------------------------------------------------------------------------------
 
 
-def aggregate(models: torch.Tensor, agg: Aggregator, weights: torch.Tensor | None = None) -> torch.Tensor:
+def aggregate(
+    models: torch.Tensor, agg: Aggregator, weights: torch.Tensor | None = None, keep_short: bool = False
+) -> torch.Tensor:
     """Combine one node's neighbourhood [k, P] (row 0 = own model) into its new model [P].
 
     `weights` [k] are the mixing weights (self first), re-normalised over the k rows; uniform
-    when None. Used by mean and clipped; trimmed mean and median count every model once.
+    when None. With `keep_short`, fewer than `agg.min_models()` models give the own model back
+    instead of a GossipSettingError.
     """
     if models.dim() != 2 or models.shape[0] < 1:
         raise ValueError(f"models must be a [k, P] tensor with k >= 1, got shape {tuple(models.shape)}")
     w = None if weights is None else torch.as_tensor(weights, dtype=models.dtype).reshape(1, -1)
     if w is not None and w.shape[1] != models.shape[0]:
         raise ValueError(f"{w.shape[1]} weights for {models.shape[0]} models")
-    return aggregate_stacked(models[None], agg, w, None, node=None)[0]
+    return aggregate_stacked(models[None], agg, w, None, node=None, keep_short=keep_short)[0]
 
 
 def trimmed_mean(models: torch.Tensor, b: int) -> torch.Tensor:
@@ -232,18 +252,20 @@ def robust_mix(
     agg: Aggregator,
     sent: torch.Tensor | None = None,
     block: int | None = None,
+    keep_short: bool = False,
 ) -> torch.Tensor:
     """New models [N, P] of all nodes: each aggregates itself with its neighbours' models.
 
     x [N, P] are the nodes' own models. `sent` [N, P] (default x) is what each node sends to
-    all its neighbours: a simulator puts an attack into the rows of malicious nodes there.
-    Works in blocks of `block` nodes (default: about 4 MiB of gathered models per block).
+    all its neighbours: a simulator puts an attack (or the decoded compressed message) into its
+    rows there. Works in blocks of `block` nodes (default: about 4 MiB of gathered models per
+    block). With `keep_short`, a node with fewer models than `agg.min_models()` keeps its own
+    model; else that is a GossipSettingError.
     """
     n, p = x.shape
     sent = x if sent is None else sent
     if sent.shape != x.shape:
         raise ValueError(f"sent has shape {tuple(sent.shape)}, x has {tuple(x.shape)}")
-    _check_enough(table.counts(), agg, node=0)
     width = table.index.shape[1]
     if block is None:
         block = max(1, BLOCK_BYTES // max(1, width * p * x.element_size()))
@@ -251,7 +273,8 @@ def robust_mix(
     for a in range(0, n, block):
         sl = slice(a, min(n, a + block))
         stack = gather(x, table, sl, sent)
-        out[sl] = aggregate_stacked(stack, agg, table.weight[sl], table.mask[sl], node=a)
+        out[sl] = aggregate_stacked(stack, agg, table.weight[sl], table.mask[sl], node=a,
+                                    keep_short=keep_short)
     return out
 
 
@@ -272,12 +295,15 @@ def aggregate_stacked(
     weight: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
     node: int | None = 0,
+    keep_short: bool = False,
 ) -> torch.Tensor:
     """Aggregate n neighbourhoods [n, D, P] (slot 0 = own model) into [n, P].
 
     `weight` [n, D] mixing weights (uniform when None), `mask` [n, D] which slots hold a model
     (all when None; slot 0 must). `node` numbers the first row in error messages (None: a
-    single node). A simulator with per-receiver attacks builds `stack` itself and calls this.
+    single node). A neighbourhood with fewer models than the rule needs is a GossipSettingError, or with
+    `keep_short` gives its own model. A simulator with per-receiver attacks builds `stack`
+    itself and calls this.
     """
     n, d, p = stack.shape
     if mask is None:
@@ -285,43 +311,31 @@ def aggregate_stacked(
     if not bool(mask[:, 0].all()):
         raise ValueError("slot 0 of every neighbourhood must hold the node's own model")
     counts = mask.sum(dim=1)
-    _check_enough(counts, agg, node)
-    if agg.name in ("trimmed_mean", "median"):
-        return _order_mean(stack, mask, counts, agg)
+    if not keep_short:
+        _check_enough(counts, agg, node)
     w = torch.ones(n, d, dtype=stack.dtype) if weight is None else weight.to(stack.dtype)
     w = torch.where(mask, w, torch.zeros((), dtype=w.dtype))
     if bool((w < 0).any()) or not bool(torch.isfinite(w).all()):
         raise ValueError("mixing weights must be finite and non-negative")
     total = w.sum(dim=1, keepdim=True)
     w = torch.where(total > 0, w / total.clamp_min(torch.finfo(w.dtype).tiny), w)
-    if agg.name == "mean":
-        return torch.bmm(w[:, None, :], stack)[:, 0]
-    own = stack[:, 0]
-    if d == 1:
-        return own.clone()
-    diffs = stack[:, 1:] - own[:, None]
-    dist = torch.linalg.vector_norm(diffs, dim=2)
-    wn = w[:, 1:]
-    if agg.tau is not None:
-        tau = torch.full((n,), float(agg.tau), dtype=dist.dtype)
-    else:
-        tau = clip_radius(dist, wn, float(agg.delta)).to(dist.dtype)
-    tau = tau[:, None]
-    scale = torch.where(dist > tau, tau / dist.clamp_min(torch.finfo(dist.dtype).tiny), torch.ones_like(dist))
-    return own + torch.bmm((wn * scale)[:, None, :], diffs)[:, 0]
+    short = counts < agg.min_models()
+    if not bool(short.any()):
+        return agg.rule.combine(stack, w, mask, agg.values)
+    out = stack[:, 0].clone()  # too few models for the rule: keep the own model
+    ok = ~short
+    if bool(ok.any()):
+        out[ok] = agg.rule.combine(stack[ok], w[ok], mask[ok], agg.values)
+    return out
 
 
-def _order_mean(
-    stack: torch.Tensor, mask: torch.Tensor, counts: torch.Tensor, agg: Aggregator
-) -> torch.Tensor:
-    """Mean of the sorted positions [lo_i, hi_i] per node and coordinate (trimmed mean, median)."""
+def order_mean(stack: torch.Tensor, mask: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Per node and coordinate, the mean of the sorted values at positions lo_i..hi_i: [n, P].
+
+    The order statistics behind trimmed mean and median; positions count only the models of
+    `mask` (padding sorts last).
+    """
     n, d, p = stack.shape
-    if agg.name == "trimmed_mean":
-        lo = torch.full_like(counts, agg.b)
-        hi = counts - agg.b - 1
-    else:
-        lo = (counts - 1) // 2
-        hi = counts // 2
     rows = _sorted_rows(stack, mask)
     keep = (torch.arange(d)[None, :] >= lo[:, None]) & (torch.arange(d)[None, :] <= hi[:, None])
     out = torch.zeros(n, p, dtype=stack.dtype)
@@ -376,6 +390,6 @@ def _check_enough(counts: torch.Tensor, agg: Aggregator, node: int | None) -> No
     if bool(low.any()):
         k = int(torch.nonzero(low)[0, 0])
         who = "the node" if node is None else f"node {node + k}"
-        raise GossipSettingError(f"trimmed_mean with b={agg.b} needs at least {need} models (self "
-                                 f"and neighbours), "
-                        f"{who} has {int(counts[k])}")
+        given = ", ".join(f"{key}={value}" for key, value in agg.params)
+        raise GossipSettingError(f"{agg.name}{' with ' + given if given else ''} needs at least {need} "
+                                 f"models (self and neighbours), {who} has {int(counts[k])}")

@@ -132,7 +132,7 @@ def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster, log
     machine = RoundMachine(identity.self_id, identity.members, topology, learner.specs,
                            learner.params(), start_round=start, rounds=t.rounds,
                            validate=fmt.incoming, catch_up=fmt.choco is None,
-                           quorum=max(2, aggregator.b + 1))
+                           quorum=max(2, aggregator.tolerates() + 1))
     gossip = Gossip(topology, aggregator, fmt, consortium, machine, start)
     log.info("loaded", peer_id=identity.self_id, index=identity.index, members=len(identity.members),
              train_rows=len(learner.data.y_train), params=learner.n_params,

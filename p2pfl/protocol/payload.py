@@ -40,7 +40,7 @@ class UpdateFormat:
         self.n_params = initial.numel()
         self.choco: ChocoNode | None = None
         if compression.choco:
-            if not static or aggregator.name != "mean":
+            if not static or not aggregator.is_linear:
                 raise GossipSettingError(f"gossip.compression {compression} (CHOCO) needs a static topology "
                                 "and gossip.aggregator = \"mean\"")
             self.choco = ChocoNode(compression, initial)

@@ -17,7 +17,7 @@ rounds, and a lying member could claim the last round to end everyone's training
    the in-degree), and changes nothing by itself.
 2. The node jumps only when at least `quorum` distinct in-neighbours hold evidence, and only to
    R, the quorum-th highest round they claim: at least `quorum` members vouch for R or later.
-   The daemon sets quorum = max(2, b + 1), where b is the aggregator's tolerance (trimmed_mean's
+   The daemon sets quorum = max(2, b + 1), where b = `tolerates()` of the aggregator (trimmed_mean's
    b; 0 for mean, median and clipped): with at most b liars, at least one witness is honest and
    really is at R, and even under plain mean one lying member moves no one. A node that has
    fewer in-neighbours than the quorum never jumps; it runs its missed rounds by deadline.
@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from p2pfl.gossip.mixing import renormalised_row
 from p2pfl.gossip.topology import Topology
 from p2pfl.protocol.checks import Spec, check_against
 from p2pfl.protocol.messages import InvalidMessage, ModelUpdate
@@ -304,8 +305,7 @@ class RoundMachine:
         row = self.mixing_row(self.round)
         senders = tuple(p for p in expected if p in arrived)
         raw = [row.get(self.me, 0.0)] + [row.get(self.index[p], 0.0) for p in senders]
-        total = sum(raw)
-        weights = tuple(w / total for w in raw) if total > 0 else (1.0,) + (0.0,) * len(senders)
+        weights = renormalised_row(raw)
         self.phase = Phase.AGGREGATING
         states = (self.own,) + tuple(arrived[p] for p in senders)
         missing = tuple(p for p in expected if p not in arrived)

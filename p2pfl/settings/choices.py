@@ -9,7 +9,7 @@ from __future__ import annotations
 def aggregator_help() -> str:
     from p2pfl.gossip.robust import AGGREGATORS
 
-    return (f"how a node combines its neighbours' models: {', '.join(AGGREGATORS)} "
+    return (f"how a node combines its neighbours' models: {AGGREGATORS.choices()} "
             "(e.g. trimmed_mean:b=1, clipped:delta=0.1)")
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from p2pfl.gossip.mixing import renormalised_rows
+
 
 @dataclass(frozen=True)
 class RoundFaults:
@@ -59,17 +61,10 @@ class FaultModel:
 
 
 def renormalised(w: sp.csr_matrix, arrived: sp.csr_matrix) -> sp.csr_matrix:
-    """The mixing matrix of what arrived: W's diagonal plus the arrived entries, rows summing to 1."""
+    """The mixing matrix of what arrived: W's diagonal plus the arrived entries, rows re-normalised
+    by `mixing.renormalisation` (a node with no weight that heard nothing keeps its own model)."""
     c = sp.csr_matrix(w, dtype=np.float64)
-    m = (sp.diags(c.diagonal()) + arrived).tocsr()
-    total = np.asarray(m.sum(axis=1)).ravel()
-    zero = total <= 0
-    m = sp.diags(np.where(zero, 0.0, 1.0 / np.where(zero, 1.0, total))) @ m
-    if zero.any():  # a node with no self weight that heard nothing keeps its own model
-        m = m + sp.diags(zero.astype(np.float64))
-    out = sp.csr_matrix(m)
-    out.sort_indices()
-    return out
+    return renormalised_rows(sp.diags(c.diagonal()) + arrived)
 
 
 def _keep(c: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, keep: np.ndarray) -> sp.csr_matrix:

@@ -55,7 +55,7 @@ class Robustness:
     @property
     def plain(self) -> bool:
         """True when the run is plain D-PSGD (the W-mix of every model, nothing lost or attacked)."""
-        return (self.aggregator.name == "mean" and self.compression.name == "none" and not self.faulty
+        return (self.aggregator.is_linear and self.compression.name == "none" and not self.faulty
                 and self.attack is None)
 
     @property
@@ -122,8 +122,8 @@ def check_against_topology(opts: Robustness, topo: Topology) -> None:
     lo, _, _ = topo.degree_stats()
     if agg.min_models() > lo + 1:
         raise UserError(f"aggregator {agg} needs at least {agg.min_models()} models per neighbourhood "
-                        f"(degree >= 2b = {2 * agg.b}), but topology {topo.name} has a node of degree {lo}")
-    if comp.choco and agg.name != "mean":
+                        f"(degree >= {agg.min_models() - 1}), but topology {topo.name} has a node of degree {lo}")
+    if comp.choco and not agg.is_linear:
         raise UserError(f"compression {comp} runs through CHOCO-Gossip, which mixes public copies with "
                         f"W; it cannot be combined with aggregator {agg} (use int8 or float16)")
     if comp.choco and (opts.stragglers > 0 or opts.message_loss > 0):
