@@ -47,7 +47,7 @@ def test_parse_valid_specs_and_defaults():
 
 
 @pytest.mark.parametrize("spec,message", [
-    ("zip", "unknown compression 'zip'; choose one of none, topk, int8, float16"),
+    ("zip", "unknown compression 'zip'; choose one of float16, int8, none, topk"),
     ("topk:fraction=0", "topk: fraction must be in (0, 1], got 0.0"),
     ("topk:fraction=1.5", "topk: fraction must be in (0, 1], got 1.5"),
     ("topk:fraction=a", "topk: fraction must be a number, got 'a'"),
