@@ -107,14 +107,14 @@ class Node:
                 raise UserError(f"{t.rounds} rounds of DP-SGD with noise {self.privacy.noise} would spend "
                                 f"epsilon {planned:.2f} > privacy.max_epsilon {self.privacy.max_epsilon}")
         self.specs = param_specs(self.model)
-        self.format = UpdateFormat(self.specs, self.fingerprint, parse_compression(g.compression),
-                                   self.aggregator, initial, self.members, restarted=start > 0,
-                                   static=not self.topology.time_varying)
+        self.format = UpdateFormat.build(self.specs, self.fingerprint, parse_compression(g.compression),
+                                         self.aggregator, initial, self.members, restarted=start > 0,
+                                         static=not self.topology.time_varying)
         self.consortium = consortium_of(shared_sections(settings, roster))
         # a catch-up needs the word of more members than the aggregator tolerates (rounds.py)
         self.machine = RoundMachine(self.self_id, self.members, self.topology, self.specs,
                                     self._params(), start_round=start, rounds=t.rounds,
-                                    validate=self.format.incoming, catch_up=self.format.choco is None,
+                                    validate=self.format.validator.check, catch_up=self.format.choco is None,
                                     quorum=max(2, self.aggregator.b + 1))
         rt = g.round_timeout
         self.timeouts = transfer.Timeouts(connect=min(10.0, rt), chunk=min(30.0, rt), ack=min(60.0, 2 * rt))
@@ -308,7 +308,7 @@ class Node:
         loss = self.stats.get(action.round, {}).get("train_loss", float("nan"))
 
         def build():
-            tensors, encoding = self.format.outgoing(action.round, action.params)
+            tensors, encoding = self.format.encoder.encode(action.round, action.params)
             return encode(self.key, round=action.round, fingerprint=self.fingerprint,
                           num_samples=len(self.data.y_train), weight=1.0, tensors=tensors,
                           metrics={"train_loss": loss}, encoding=encoding, consortium=self.consortium)
@@ -455,7 +455,7 @@ class Node:
 
     async def _aggregate(self, action: Aggregate) -> None:
         await self._wired(action.round).wait()  # CHOCO mixes with this round's own public copy
-        new, combined = await trio.to_thread.run_sync(self.format.combine, action)
+        new, combined = await trio.to_thread.run_sync(self.format.combiner.combine, action)
         if not combined:
             self.log.warn("too_few_updates", round=action.round, arrived=len(action.states) - 1,
                           aggregator=str(self.aggregator), action="kept own model")
