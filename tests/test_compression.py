@@ -3,6 +3,9 @@
 What is particular to one compressor is tested in tests/compressions/test_comp_<name>.py.
 """
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -54,6 +57,13 @@ def test_constructor_checks_like_the_parser():
         Compression("topk", fraction=2)
     with pytest.raises(AttributeError, match="compression float16 has no parameter 'chunk'"):
         _ = parse_compression("float16").chunk
+
+
+def test_a_compression_is_a_hashable_value_that_survives_pickling():
+    c = parse_compression("int8:chunk=7,gamma=0.5")
+    back = pickle.loads(pickle.dumps(c))
+    assert back == c and hash(back) == hash(c) and back.chunk == 7 and str(back) == str(c)
+    assert copy.deepcopy(c) == c and len({c, back, parse_compression("int8")}) == 2
 
 
 @pytest.mark.parametrize("spec,message", [

@@ -81,11 +81,12 @@ class Compression:
         object.__setattr__(self, "gamma", gamma)
 
     def __getattr__(self, key: str) -> object:
-        if not key.startswith("_") and key != "params":
-            for k, v in self.params:
-                if k == key:
-                    return v
-        raise AttributeError(f"compression {self.name} has no parameter {key!r}")
+        # only called for names that are not fields; read __dict__ (unset while unpickling)
+        fields = self.__dict__
+        for k, v in fields.get("params", ()):
+            if k == key:
+                return v
+        raise AttributeError(f"compression {fields.get('name')} has no parameter {key!r}")
 
     @property
     def member(self) -> Member:
