@@ -10,7 +10,7 @@ P-parameter update carries) and `received` (the value checks of those tensors). 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,6 +69,13 @@ class Member:
 
     def keys(self) -> tuple[str, ...]:
         return tuple(p.key for p in self.params)
+
+    def check_keys(self, given: Iterable[str]) -> None:
+        """UserError naming the given parameter keys that this member does not take."""
+        unknown = sorted(set(given) - set(self.keys()))
+        if unknown:
+            raise UserError(f"compression {self.name} does not take {', '.join(unknown)} "
+                            f"(takes: {', '.join(self.keys()) or 'none'})")
 
     def parse_value(self, key: str, text: str) -> object:
         """The typed value of `key=text` (gamma here; members add their own keys)."""
