@@ -1,28 +1,27 @@
-"""Compression: top-k, int8, float16, payload sizes, error feedback and CHOCO-Gossip consensus."""
+"""Compression facade: spec parsing, the registry, payload sizes, direct mixing and CHOCO-Gossip.
 
-import math
+What is particular to one compressor is tested in tests/compressions/test_comp_<name>.py.
+"""
+
+import copy
+import pickle
 
 import numpy as np
 import pytest
 import torch
 
 from p2pfl.gossip.compression import (
+    COMPRESSIONS,
     ChocoNode,
     ChocoStack,
     Compression,
     compress,
     decode,
-    densify,
-    dequantize_int8,
     encode,
     encoded_bytes,
-    from_float16,
     mix_compressed,
     parse_compression,
     quantize_int8,
-    to_float16,
-    topk,
-    topk_count,
 )
 from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.mixing import mixing_matrix
@@ -32,101 +31,51 @@ def _ring(n: int) -> np.ndarray:
     return mixing_matrix(n, np.array([(i, (i + 1) % n) for i in range(n)]))
 
 
-def test_parse_valid_specs_and_defaults():
-    c = parse_compression("topk:fraction=0.01,gamma=0.5")
-    assert (c.name, c.fraction, c.gamma, c.choco) == ("topk", 0.01, 0.5, True)
-    assert parse_compression("topk:fraction=0.1").gamma == 0.1  # top-k is always CHOCO
-    assert parse_compression("int8") == Compression("int8", chunk=256, rounding="nearest")
-    assert not parse_compression("int8").choco and not parse_compression("float16").choco
-    assert parse_compression("int8:chunk=0,rounding=stochastic,gamma=1").choco
-    assert parse_compression("none") == Compression()
+def test_specs_print_back_as_themselves_for_every_member():
+    # member-specific parsing: tests/compressions/test_comp_*.py
     for spec in ["none", "topk:fraction=0.01,gamma=0.5", "int8:chunk=64,rounding=stochastic",
                  "int8:chunk=0,rounding=nearest,gamma=0.8", "float16", "float16:gamma=1"]:
         assert str(parse_compression(spec)) == spec
         assert parse_compression(str(parse_compression(spec))) == parse_compression(spec)
 
 
+def test_registry_lists_every_member_with_its_help():
+    assert COMPRESSIONS.names() == ("float16", "int8", "none", "topk")
+    for member in COMPRESSIONS:
+        assert member.summary and all(p.help for p in member.params)
+        assert parse_compression(member.name).member is member
+
+
+def test_constructor_checks_like_the_parser():
+    assert Compression("topk", fraction=0.1) == parse_compression("topk:fraction=0.1")
+    assert Compression("int8", gamma=0.5, chunk=0).chunk == 0
+    with pytest.raises(GossipSettingError, match=r"compression none does not take gamma \(takes: none\)"):
+        Compression("none", gamma=1.0)
+    with pytest.raises(GossipSettingError, match=r"float16 does not take fraction \(takes: gamma\)"):
+        Compression("float16", fraction=0.1)
+    with pytest.raises(GossipSettingError, match="topk: fraction must be in"):
+        Compression("topk", fraction=2)
+    with pytest.raises(AttributeError, match="compression float16 has no parameter 'chunk'"):
+        _ = parse_compression("float16").chunk
+
+
+def test_a_compression_is_a_hashable_value_that_survives_pickling():
+    c = parse_compression("int8:chunk=7,gamma=0.5")
+    back = pickle.loads(pickle.dumps(c))
+    assert back == c and hash(back) == hash(c) and back.chunk == 7 and str(back) == str(c)
+    assert copy.deepcopy(c) == c and len({c, back, parse_compression("int8")}) == 2
+
+
 @pytest.mark.parametrize("spec,message", [
-    ("zip", "unknown compression 'zip'; choose one of none, topk, int8, float16"),
-    ("topk:fraction=0", "topk: fraction must be in (0, 1], got 0.0"),
-    ("topk:fraction=1.5", "topk: fraction must be in (0, 1], got 1.5"),
-    ("topk:fraction=a", "topk: fraction must be a number, got 'a'"),
-    ("topk:fraction=0.1,gamma=0", "topk: gamma must be in (0, 1], got 0.0"),
-    ("topk:k=3", "compression topk does not take k (takes: fraction, gamma)"),
-    ("int8:chunk=-1", "int8: chunk must be a non-negative integer (0: one scale), got -1"),
-    ("int8:chunk=2.5", "int8: chunk must be a non-negative integer (0: one scale), got '2.5'"),
-    ("int8:rounding=up", "int8: rounding must be nearest or stochastic, got 'up'"),
-    ("float16:chunk=3", "compression float16 does not take chunk (takes: gamma)"),
-    ("none:gamma=1", "compression none does not take gamma (takes: none)"),
+    ("zip", "unknown compression 'zip'; choose one of float16, int8, none, topk"),
+    (" zip :a=1", "unknown compression 'zip'; choose one of float16, int8, none, topk"),
     ("topk:fraction", "'topk:fraction': parameter 'fraction' is not of the form key=value"),
+    ("int8:chunk=1,chunk=2", "'int8:chunk=1,chunk=2': parameter chunk given twice"),
 ])
 def test_parse_rejects_bad_specs_with_one_clear_message(spec, message):
     with pytest.raises(GossipSettingError) as err:
         parse_compression(spec)
     assert str(err.value) == message
-
-
-def test_topk_keeps_exactly_the_k_largest_magnitudes_of_each_row():
-    assert [topk_count(100, f) for f in (0.07, 0.1, 0.29, 0.001, 1.0)] == [7, 10, 29, 1, 100]
-    assert topk_count(101, 0.1) == 11
-    g = torch.Generator().manual_seed(0)
-    v = torch.randn(5, 200, generator=g)
-    index, values = topk(v, 0.1)
-    assert index.shape == values.shape == (5, 20) and index.dtype == torch.int64
-    for row in range(5):
-        expected = set(torch.argsort(v[row].abs(), descending=True)[:20].tolist())
-        assert set(index[row].tolist()) == expected
-        assert torch.equal(values[row], v[row, index[row]])
-        assert (index[row].diff() > 0).all()
-    dense = densify(index, values, 200)
-    assert torch.equal(dense != 0, torch.zeros_like(v, dtype=torch.bool).scatter_(1, index, True))
-    one_index, one_values = topk(v[2], 0.1)
-    assert torch.equal(one_index, index[2]) and torch.equal(one_values, values[2])
-
-
-def test_float16_round_trip_error_bound_and_saturation():
-    g = torch.Generator().manual_seed(1)
-    v = torch.randn(10_000, generator=g) * torch.logspace(-6, 4, 10_000)
-    back = from_float16(to_float16(v))
-    # float16 keeps 11 significant bits: relative error <= 2^-11; below 2^-14 subnormals, <= 2^-25
-    assert ((back - v).abs() <= 2.0**-11 * v.abs() + 2.0**-25).all()
-    big = from_float16(to_float16(torch.tensor([1e6, -1e9, 65504.0])))
-    assert big.tolist() == [65504.0, -65504.0, 65504.0]
-
-
-@pytest.mark.parametrize("chunk", [0, 7, 64, 256])
-def test_int8_nearest_error_is_at_most_half_a_step_of_its_chunk(chunk):
-    g = torch.Generator().manual_seed(2)
-    v = torch.randn(3, 1000, generator=g) * torch.linspace(0.01, 10, 1000)
-    q, scales = quantize_int8(v, chunk)
-    width = 1000 if chunk == 0 else chunk
-    assert q.dtype == torch.int8 and q.shape == v.shape
-    assert scales.shape == (3, math.ceil(1000 / width))
-    assert q.abs().max() == 127  # the largest value of each chunk uses the full range
-    back = dequantize_int8(q, scales, chunk)
-    step = scales.repeat_interleave(width, dim=1)[:, :1000]
-    assert ((back - v).abs() <= step / 2 * (1 + 1e-5) + 1e-12).all()
-
-
-def test_int8_stochastic_rounding_is_unbiased_and_within_one_step():
-    g = torch.Generator().manual_seed(3)
-    v = torch.randn(200, generator=g)
-    draws = torch.stack([dequantize_int8(*quantize_int8(v, 50, "stochastic", g), 50) for _ in range(2000)])
-    _, scales = quantize_int8(v, 50)
-    step = scales.repeat_interleave(50)
-    assert ((draws - v).abs() < step * (1 + 1e-5)).all()
-    # unbiased: the mean of 2,000 draws is within 5 standard errors (<= step / 2 / sqrt(2000))
-    assert ((draws.mean(dim=0) - v).abs() <= 5 * step / 2 / math.sqrt(2000)).all()
-    a = quantize_int8(v, 50, "stochastic", torch.Generator().manual_seed(9))
-    b = quantize_int8(v, 50, "stochastic", torch.Generator().manual_seed(9))
-    assert torch.equal(a[0], b[0])
-    with pytest.raises(ValueError, match="needs a torch.Generator"):
-        quantize_int8(v, 50, "stochastic")
-
-
-def test_int8_of_zeros_is_zeros():
-    q, scales = quantize_int8(torch.zeros(2, 10), 4)
-    assert torch.equal(dequantize_int8(q, scales, 4), torch.zeros(2, 10))
 
 
 @pytest.mark.parametrize("spec", ["none", "topk:fraction=0.01", "topk:fraction=0.3", "int8:chunk=256",
@@ -139,14 +88,6 @@ def test_encoded_bytes_is_the_size_of_the_real_payload(spec, p):
     assert e.nbytes() == encoded_bytes(c, p)
     assert encode(c, torch.randn(4, p)).nbytes() == 4 * encoded_bytes(c, p)
     assert decode(e).shape == (p,) and decode(e).dtype == torch.float32
-
-
-def test_encoded_bytes_known_values():
-    assert encoded_bytes(parse_compression("none"), 1000) == 4000
-    assert encoded_bytes(parse_compression("float16"), 1000) == 2000
-    assert encoded_bytes(parse_compression("int8:chunk=256"), 1000) == 1000 + 4 * 4
-    assert encoded_bytes(parse_compression("int8:chunk=0"), 1000) == 1004
-    assert encoded_bytes(parse_compression("topk:fraction=0.01"), 1000) == 10 * (4 + 4)
 
 
 def test_error_feedback_sends_the_residual_until_the_copy_is_exact():

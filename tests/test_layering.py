@@ -25,13 +25,22 @@ def _imports() -> dict[str, set[str]]:
     for path in PACKAGE.rglob("*.py"):
         name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
         deps: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block)
+                       for stmt in block.body for n in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:  # `if TYPE_CHECKING:` imports never run
+                continue
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("p2pfl"):
                 deps |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
             elif isinstance(node, ast.Import):
                 deps |= {a.name for a in node.names if a.name.startswith("p2pfl")}
         graph[name] = deps
     return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
 
 
 def _cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -22,78 +22,85 @@ Two ways to gossip with a compressor Q:
   `ChocoStack` holds the state of N nodes for the simulator (one x_hat row per node, since
   every holder of x_hat_j applies the same q_j), `ChocoNode` that of one daemon node.
 
-int8 is symmetric with one float32 scale per chunk of `chunk` values (0: one per vector):
-scale = max|v| / 127 over the chunk, q = round(v / scale) in [-127, 127]. Rounding is to
-nearest (deterministic; error at most scale / 2) or stochastic (floor(v / scale + u),
-u ~ U[0, 1) from a seeded generator; unbiased, error below scale). float16 saturates at
-+-65504 instead of overflowing to inf. Payload sizes (`encoded_bytes`): top-k sends k int32
-indices and k float32 values, int8 one byte per value plus 4 per scale, float16 two bytes per
-value, none four.
+Each compressor is one module of `p2pfl.gossip.compressions` (its parameters, encoding,
+payload size and wire checks); this module is the one the rest of p2pfl imports: the parsed
+`Compression`, the generic encode/decode, direct mixing and the CHOCO state.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import scipy.sparse as sp
 import torch
 
+from p2pfl.gossip.compressions._base import Encoded, Member, Wire, WireError, finite
+from p2pfl.gossip.compressions.float16 import FLOAT16_MAX, from_float16, to_float16
+from p2pfl.gossip.compressions.int8 import INT8_LEVELS, ROUNDINGS, dequantize_int8, quantize_int8
+from p2pfl.gossip.compressions.topk import densify, topk, topk_count
 from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.mixing import to_torch
-from p2pfl.gossip.spec import is_number, key_values, number
+from p2pfl.gossip.spec import key_values
+from p2pfl.registry import Registry
 
-COMPRESSIONS = ("none", "topk", "int8", "float16")
-ROUNDINGS = ("nearest", "stochastic")
-FLOAT16_MAX = 65504.0
-INT8_LEVELS = 127
+COMPRESSIONS: Registry[Member] = Registry("compression", "p2pfl.gossip.compressions", GossipSettingError)
 
-_KEYS = {
-    "none": (), "topk": ("fraction", "gamma"), "int8": ("chunk", "rounding", "gamma"), "float16": ("gamma",),
-}
+__all__ = [
+    "COMPRESSIONS", "FLOAT16_MAX", "INT8_LEVELS", "ROUNDINGS", "ChocoNode", "ChocoStack", "Compression",
+    "Encoded", "Wire", "WireError", "compress", "decode", "densify", "dequantize_int8", "encode",
+    "encoded_bytes", "finite", "from_float16", "mix_compressed", "parse_compression", "quantize_int8",
+    "to_float16", "topk", "topk_count",
+]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Compression:
-    """A validated compressor and its parameters. Build with `parse_compression`."""
+    """A validated compressor and its parameters. Build with `parse_compression`, or as
+    `Compression(name, gamma=None, **params)`; the member's parameters read as attributes
+    (`c.fraction`, `c.chunk`, ...)."""
 
-    name: str = "none"
-    fraction: float = 0.01  # topk: share of the values sent each round
-    chunk: int = 256  # int8: values per scale; 0 = one scale per vector
-    rounding: str = "nearest"  # int8: nearest or stochastic
-    gamma: float | None = None  # CHOCO consensus step; None = send the compressed model directly
+    name: str
+    params: tuple[tuple[str, object], ...]  # every parameter of the member but gamma, in its order
+    gamma: float | None  # CHOCO consensus step; None = send the compressed model directly
 
-    def __post_init__(self) -> None:
-        if self.name not in COMPRESSIONS:
-            raise GossipSettingError(f"unknown compression {self.name!r}; choose one of "
-                                     f"{', '.join(COMPRESSIONS)}")
-        if not (is_number(self.fraction) and 0 < self.fraction <= 1):
-            raise GossipSettingError(f"topk: fraction must be in (0, 1], got {self.fraction!r}")
-        if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 0:
-            raise GossipSettingError(f"int8: chunk must be a non-negative integer (0: one scale), "
-                                     f"got {self.chunk!r}")
-        if self.rounding not in ROUNDINGS:
-            raise GossipSettingError(f"int8: rounding must be nearest or stochastic, got {self.rounding!r}")
-        if self.name == "topk" and self.gamma is None:
-            object.__setattr__(self, "gamma", float(self.fraction))
-        if self.gamma is not None and not (is_number(self.gamma) and 0 < self.gamma <= 1):
-            raise GossipSettingError(f"{self.name}: gamma must be in (0, 1], got {self.gamma!r}")
-        if self.name == "none" and self.gamma is not None:
-            raise GossipSettingError("compression none does not take gamma")
+    def __init__(self, name: str = "none", gamma: float | None = None, **params: object):
+        member = COMPRESSIONS.get(name)
+        member.check_keys([*params, *(["gamma"] if gamma is not None else [])])
+        values = {p.key: params.get(p.key, p.default) for p in member.params if p.key != "gamma"}
+        member.check(values)
+        if gamma is None:
+            gamma = member.default_gamma(values)
+        member.check_gamma(gamma)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "params", tuple(values.items()))
+        object.__setattr__(self, "gamma", gamma)
+
+    def __getattr__(self, key: str) -> object:
+        # only called for names that are not fields; read __dict__ (unset while unpickling)
+        fields = self.__dict__
+        for k, v in fields.get("params", ()):
+            if k == key:
+                return v
+        raise AttributeError(f"compression {fields.get('name')} has no parameter {key!r}")
+
+    @property
+    def member(self) -> Member:
+        """The registry member that implements this compressor."""
+        return COMPRESSIONS.get(self.name)
 
     @property
     def choco(self) -> bool:
         """True when gossip runs through CHOCO (public copies x_hat, step gamma)."""
         return self.gamma is not None
 
+    @property
+    def is_identity(self) -> bool:
+        """True when nothing is compressed: nodes send their model itself."""
+        return self.member.identity
+
     def __str__(self) -> str:
-        parts: list[str] = []
-        if self.name == "topk":
-            parts.append(f"fraction={self.fraction:g}")
-        if self.name == "int8":
-            parts.append(f"chunk={self.chunk}")
-            parts.append(f"rounding={self.rounding}")
+        parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params]
         if self.gamma is not None:
             parts.append(f"gamma={self.gamma:g}")
         return self.name + (":" + ",".join(parts) if parts else "")
@@ -103,173 +110,30 @@ def parse_compression(spec: str) -> Compression:
     """'none', 'topk:fraction=0.01,gamma=0.5', 'int8[:chunk=256,rounding=stochastic,gamma=G]',
     'float16[:gamma=G]'. Top-k always uses CHOCO (gamma defaults to fraction)."""
     name, _, rest = str(spec).strip().partition(":")
-    name = name.strip()
-    if name not in COMPRESSIONS:
-        raise GossipSettingError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)}")
+    member = COMPRESSIONS.get(name.strip())
     params = key_values(spec, rest)
-    unknown = sorted(set(params) - set(_KEYS[name]))
-    if unknown:
-        raise GossipSettingError(f"compression {name} does not take {', '.join(unknown)} "
-                        f"(takes: {', '.join(_KEYS[name]) or 'none'})")
-    kwargs: dict[str, object] = {}
-    for key in ("fraction", "gamma"):
-        if key in params:
-            kwargs[key] = number(f"{name}: {key}", params[key])
-    if "chunk" in params:
-        try:
-            kwargs["chunk"] = int(params["chunk"])
-        except ValueError:
-            raise GossipSettingError(f"int8: chunk must be a non-negative integer (0: one scale), "
-                            f"got {params['chunk']!r}") from None
-    if "rounding" in params:
-        kwargs["rounding"] = params["rounding"]
-    return Compression(name, **kwargs)  # type: ignore[arg-type]
-
-
-# ---- top-k -------------------------------------------------------------------------------------
-
-
-def topk_count(p: int, fraction: float) -> int:
-    """k = ceil(fraction * p), at least 1 and at most p."""
-    return max(1, min(p, math.ceil(round(fraction * p, 6))))
-
-
-def topk(v: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (int64, ascending) and values of the k largest-magnitude entries of each row."""
-    k = topk_count(v.shape[-1], fraction)
-    index = torch.topk(v.abs(), k, dim=-1, sorted=False).indices.sort(dim=-1).values
-    return index, torch.gather(v, -1, index)
-
-
-def densify(index: torch.Tensor, values: torch.Tensor, p: int) -> torch.Tensor:
-    """The dense vector(s) [..., p] holding `values` at `index` and zeros elsewhere."""
-    out = torch.zeros(*values.shape[:-1], p, dtype=values.dtype)
-    return out.scatter_(-1, index.long(), values)
-
-
-# ---- int8 and float16 --------------------------------------------------------------------------
-
-
-def quantize_int8(
-    v: torch.Tensor, chunk: int = 256, rounding: str = "nearest", generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 codes [..., P] and float32 scales [..., chunks] (max|v| / 127 per chunk).
-
-    Stochastic rounding needs a generator (seeded, so runs repeat).
-    """
-    if rounding not in ROUNDINGS:
-        raise ValueError(f"rounding must be nearest or stochastic, got {rounding!r}")
-    p = v.shape[-1]
-    blocks, _ = _blocks(v.float(), chunk)
-    scale = blocks.abs().amax(dim=-1) / INT8_LEVELS
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    y = blocks / safe[..., None]
-    if rounding == "nearest":
-        y = torch.round(y)
-    else:
-        if generator is None:
-            raise ValueError("stochastic rounding needs a torch.Generator")
-        y = torch.floor(y + torch.rand(y.shape, generator=generator))
-    q = y.clamp_(-INT8_LEVELS, INT8_LEVELS).to(torch.int8).reshape(*v.shape[:-1], -1)[..., :p]
-    return q, scale
-
-
-def dequantize_int8(q: torch.Tensor, scales: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """float32 values [..., P] of int8 codes and their per-chunk scales."""
-    p = q.shape[-1]
-    blocks, _ = _blocks(q.float(), chunk)
-    return (blocks * scales[..., None]).reshape(*q.shape[:-1], -1)[..., :p]
-
-
-def to_float16(v: torch.Tensor) -> torch.Tensor:
-    """float16 copy, saturating at +-65504 instead of overflowing to inf."""
-    return v.clamp(-FLOAT16_MAX, FLOAT16_MAX).half()
-
-
-def from_float16(h: torch.Tensor) -> torch.Tensor:
-    """float32 copy of float16 values (exact)."""
-    return h.float()
-
-
-def _blocks(v: torch.Tensor, chunk: int) -> tuple[torch.Tensor, int]:
-    """v [..., P] zero-padded and viewed as [..., chunks, width]."""
-    p = v.shape[-1]
-    width = p if chunk == 0 or chunk >= p else chunk
-    width = max(width, 1)
-    pad = (-p) % width
-    if pad:
-        v = torch.nn.functional.pad(v, (0, pad))
-    return v.reshape(*v.shape[:-1], -1, width), width
-
-
-# ---- payloads ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """A compressed vector [P] or stack of vectors [N, P] as it goes on the wire.
-
-    values: float32 (none, topk), int8 or float16; indices: int32 (topk); scales: float32 (int8).
-    """
-
-    name: str
-    size: int
-    values: torch.Tensor
-    indices: torch.Tensor | None = None
-    scales: torch.Tensor | None = None
-    chunk: int = 0
-
-    def nbytes(self) -> int:
-        """Payload bytes of all rows together (values + indices + scales)."""
-        tensors = [t for t in (self.values, self.indices, self.scales) if t is not None]
-        return sum(t.numel() * t.element_size() for t in tensors)
+    member.check_keys(params)
+    return Compression(member.name, **{k: member.parse_value(k, v) for k, v in params.items()})  # type: ignore[arg-type]
 
 
 def encode(c: Compression, v: torch.Tensor, generator: torch.Generator | None = None) -> Encoded:
     """Compress v [P] or [N, P] (float32) into its wire form."""
-    v = v.detach().float()
-    p = v.shape[-1]
-    if c.name == "topk":
-        index, values = topk(v, c.fraction)
-        return Encoded("topk", p, values, indices=index.to(torch.int32))
-    if c.name == "int8":
-        q, scales = quantize_int8(v, c.chunk, c.rounding, generator)
-        return Encoded("int8", p, q, scales=scales, chunk=c.chunk)
-    if c.name == "float16":
-        return Encoded("float16", p, to_float16(v))
-    return Encoded("none", p, v.clone())
+    return c.member.encode(c, v.detach().float(), generator)
 
 
 def decode(e: Encoded) -> torch.Tensor:
     """float32 vector(s) [..., P] that a receiver reconstructs from a payload."""
-    if e.name == "topk":
-        if e.indices is None:
-            raise ValueError("a topk payload needs indices")
-        return densify(e.indices, e.values.float(), e.size)
-    if e.name == "int8":
-        if e.scales is None:
-            raise ValueError("an int8 payload needs scales")
-        return dequantize_int8(e.values, e.scales, e.chunk)
-    return e.values.float()
+    return COMPRESSIONS.get(e.name).decode(e)
 
 
 def compress(c: Compression, v: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Q(v): what the receivers of v [P] or [N, P] reconstruct, decode(encode(v))."""
-    if c.name == "none":
-        return v.detach().float().clone()
     return decode(encode(c, v, generator))
 
 
 def encoded_bytes(c: Compression, p: int) -> int:
     """Exact payload bytes of one compressed vector of p float32 values."""
-    if c.name == "topk":
-        return 8 * topk_count(p, c.fraction)  # int32 index + float32 value
-    if c.name == "int8":
-        width = p if c.chunk == 0 or c.chunk >= p else c.chunk
-        return p + 4 * (math.ceil(p / width) if p else 0)
-    if c.name == "float16":
-        return 2 * p
-    return 4 * p
+    return c.member.encoded_bytes(c, p)
 
 
 def mix_compressed(

@@ -124,14 +124,14 @@ def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster, log
     aggregator = parse_aggregator(g.aggregator)
     _check_aggregator(settings, identity.index, topology, aggregator)
     _check_privacy(settings, learner)
-    fmt = UpdateFormat(learner.specs, learner.fingerprint, parse_compression(g.compression),
-                       aggregator, initial, identity.members, restarted=start > 0,
-                       static=not topology.time_varying)
+    fmt = UpdateFormat.build(learner.specs, learner.fingerprint, parse_compression(g.compression),
+                             aggregator, initial, identity.members, restarted=start > 0,
+                             static=not topology.time_varying)
     consortium = consortium_of(shared_sections(settings, roster))
     # a catch-up needs the word of more members than the aggregator tolerates (rounds.py)
     machine = RoundMachine(identity.self_id, identity.members, topology, learner.specs,
                            learner.params(), start_round=start, rounds=t.rounds,
-                           validate=fmt.incoming, catch_up=fmt.choco is None,
+                           validate=fmt.validator.check, catch_up=fmt.choco is None,
                            quorum=max(2, aggregator.tolerates() + 1))
     gossip = Gossip(topology, aggregator, fmt, consortium, machine, start)
     log.info("loaded", peer_id=identity.self_id, index=identity.index, members=len(identity.members),

@@ -220,7 +220,7 @@ class Node:
         loss = self.stats.get(action.round, {}).get("train_loss", float("nan"))
 
         def build():
-            tensors, encoding = self.format.outgoing(action.round, action.params)
+            tensors, encoding = self.format.encoder.encode(action.round, action.params)
             return encode(self.key, round=action.round, fingerprint=self.fingerprint,
                           num_samples=len(self.data.y_train), weight=1.0, tensors=tensors,
                           metrics={"train_loss": loss}, encoding=encoding, consortium=self.consortium)
@@ -368,7 +368,7 @@ class Node:
 
     async def _aggregate(self, action: Aggregate) -> None:
         await self._wired(action.round).wait()  # CHOCO mixes with this round's own public copy
-        new, combined = await trio.to_thread.run_sync(self.format.combine, action)
+        new, combined = await trio.to_thread.run_sync(self.format.combiner.combine, action)
         if not combined:
             self.log.warn("too_few_updates", round=action.round, arrived=len(action.states) - 1,
                           aggregator=str(self.aggregator), action="kept own model")

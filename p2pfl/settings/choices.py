@@ -16,7 +16,7 @@ def aggregator_help() -> str:
 def compression_help() -> str:
     from p2pfl.gossip.compression import COMPRESSIONS
 
-    return (f"how models are compressed on the wire: {', '.join(COMPRESSIONS)} "
+    return (f"how models are compressed on the wire: {COMPRESSIONS.choices()} "
             "(e.g. topk:fraction=0.01, int8:chunk=256)")
 
 

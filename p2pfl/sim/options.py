@@ -122,7 +122,8 @@ def check_against_topology(opts: Robustness, topo: Topology) -> None:
     lo, _, _ = topo.degree_stats()
     if agg.min_models() > lo + 1:
         raise UserError(f"aggregator {agg} needs at least {agg.min_models()} models per neighbourhood "
-                        f"(degree >= {agg.min_models() - 1}), but topology {topo.name} has a node of degree {lo}")
+                        f"(degree >= {agg.min_models() - 1}), but topology {topo.name} has a node of "
+                        f"degree {lo}")
     if comp.choco and not agg.is_linear:
         raise UserError(f"compression {comp} runs through CHOCO-Gossip, which mixes public copies with "
                         f"W; it cannot be combined with aggregator {agg} (use int8 or float16)")
