@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", help="breast_cancer, digits, synthetic[:k=v,...] or csv:PATH")
     s.add_argument("--label-column", help="label column of a CSV dataset (default: label)")
     s.add_argument("--site-column", help="site column of a CSV dataset (for --partition site)")
-    s.add_argument("--model", help="logreg or mlp")
+    from p2pfl.learning.models import MODELS  # the model registry (imports torch)
+
+    s.add_argument("--model", help=f"{MODELS.choices()} or python:MODULE:FUNCTION (your own)")
     s.add_argument("--hidden", help="MLP hidden sizes, e.g. 32,16")
     s.add_argument("--nodes", type=int)
     s.add_argument("--topology")

@@ -9,6 +9,7 @@ from pathlib import Path
 from p2pfl.errors import UserError
 from p2pfl.gossip.compression import parse_compression
 from p2pfl.gossip.robust import parse_aggregator
+from p2pfl.learning.models import check_model_spec
 from p2pfl.net.settings import NodeSettings
 from p2pfl.sim.settings import SimConfig, check_sim_table
 from p2pfl.tomlio import describe, matches, read_toml
@@ -65,8 +66,10 @@ def _check_node(s: NodeSettings, path: Path) -> None:
         raise bad("training.lr", "must be positive")
     if s.training.optimizer not in ("sgd", "adam"):
         raise bad("training.optimizer", f"must be sgd or adam, got {s.training.optimizer!r}")
-    if s.model.kind not in ("logreg", "mlp"):
-        raise bad("model.kind", f"must be logreg or mlp, got {s.model.kind!r}")
+    try:
+        check_model_spec(s.model.kind)
+    except UserError as exc:
+        raise bad("model.kind", f"is not valid: {exc}") from None
     if any(h < 1 for h in s.model.hidden):
         raise bad("model.hidden", "sizes must be positive")
     if not s.gossip.round_timeout > 0:

@@ -224,7 +224,7 @@ def local_only(names: list[str], opt: DemoOptions) -> list[float]:
     out = []
     for i in range(len(names)):
         data = load_local(opt.dataset, i, len(names), partition_spec=opt.partition)
-        model = build_model("mlp", data.n_features, data.n_classes, (HIDDEN,), seed=0)
+        model = build_model("mlp", data.input_shape, data.n_classes, (HIDDEN,), seed=0)
         optimizer = make_optimizer(model, OptimConfig("sgd", LR))
         plan = BatchPlan(data.plan_sizes, BATCH, LOCAL_STEPS, seed=0)
         for t in range(opt.rounds):
@@ -241,7 +241,7 @@ def centralized(names: list[str], opt: DemoOptions) -> float:
 
     x = torch.cat([s.x_train for s in shards])
     y = torch.cat([s.y_train for s in shards])
-    model = build_model("mlp", x.shape[1], shards[0].n_classes, (HIDDEN,), seed=0)
+    model = build_model("mlp", shards[0].input_shape, shards[0].n_classes, (HIDDEN,), seed=0)
     optimizer = make_optimizer(model, OptimConfig("sgd", LR))
     plan = BatchPlan(np.array([len(y)]), min(len(y), BATCH * len(names)), LOCAL_STEPS, seed=0)
     for t in range(opt.rounds):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from sklearn.model_selection import train_test_split
 from p2pfl.errors import UserError
 
 BUNDLED = ("breast_cancer", "digits")
+IMAGE_SHAPES = {"digits": (1, 8, 8)}  # bundled tables whose rows are images (channels, height, width)
 SYNTHETIC_DEFAULTS = {"sites": 16, "samples": 100, "features": 32, "classes": 4, "shift": 0.5}
 
 
@@ -32,6 +33,13 @@ class Dataset:
     n_classes: int
     feature_names: list[str]
     site_train: np.ndarray | None = None  # site label per training row, when the data has one
+    input_shape: tuple[int, ...] = ()  # shape of one example for the model; () means (n_features,)
+
+    def __post_init__(self) -> None:
+        # The arrays stay flat [rows, features]; consumers reshape to [rows, *input_shape].
+        self.input_shape = tuple(self.input_shape) or (self.n_features,)
+        if math.prod(self.input_shape) != self.n_features:
+            raise ValueError(f"input shape {self.input_shape} does not hold {self.n_features} features")
 
     @property
     def n_features(self) -> int:
@@ -55,7 +63,8 @@ def load_dataset(
     name, _, arg = spec.partition(":")
     if name in BUNDLED and not arg:
         x, y, features = _bundled(name)
-        return _split(name, x, y, None, features, seed, test_fraction)
+        ds = _split(name, x, y, None, features, seed, test_fraction)
+        return replace(ds, input_shape=IMAGE_SHAPES.get(name, ds.input_shape))
     if name == "synthetic":
         x, y, site = synthetic(**_synthetic_args(arg, nodes), seed=seed)
         features = [f"x{i}" for i in range(x.shape[1])]

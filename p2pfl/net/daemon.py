@@ -85,7 +85,7 @@ class Node:
                                        scheme=g.mixing)
         self.data = load_local(d.source, self.index, len(self.members), d.label_column, d.classes,
                                d.partition, d.seed)
-        self.model = build_model(settings.model.kind, self.data.n_features, self.data.n_classes,
+        self.model = build_model(settings.model.kind, self.data.input_shape, self.data.n_classes,
                                  tuple(settings.model.hidden), seed=t.seed)
         self.optimizer = make_optimizer(self.model, OptimConfig(t.optimizer, t.lr, t.momentum))
         self.state_dir = settings.path(settings.node.state_dir)
