@@ -15,7 +15,7 @@ from p2pfl.errors import UserError
 from p2pfl.gossip.topology import Topology, build_topology
 from p2pfl.learning.batches import BatchPlan, Step
 from p2pfl.learning.datasets import Dataset, load_dataset
-from p2pfl.learning.models import build_model, parse_hidden
+from p2pfl.learning.models import build_model, check_model_spec, parse_hidden
 from p2pfl.learning.params import flatten, num_params
 from p2pfl.learning.partition import partition
 from p2pfl.learning.trainer import OptimConfig
@@ -77,6 +77,7 @@ def validate(cfg: SimConfig) -> None:
     """Check the settings that need no data; raises UserError with the problem."""
     if cfg.engine not in ENGINES:
         raise UserError(f"unknown engine {cfg.engine!r}; choose one of {', '.join(ENGINES)}")
+    check_model_spec(cfg.model)
     if cfg.baseline not in BASELINES:
         raise UserError(f"unknown baseline {cfg.baseline!r}; choose one of {', '.join(BASELINES)}")
     if cfg.local_steps is not None and cfg.local_epochs is not None:
