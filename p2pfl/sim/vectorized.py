@@ -15,6 +15,8 @@ points to the reference engine, which runs any nn.Module.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -82,6 +84,7 @@ class VectorizedEngine:
                 dp_gradients_stacked(self.model, self.flat[:1].detach().clone(), x, y, None,
                                      self.dp.clip, self.dp.noise, torch.Generator())
         except Exception as exc:  # whatever the model's code raises under vmap
+            copy.deepcopy(self.model)(x[0])  # fails alike without vmap: not a vmap problem, raise that
             lines = str(exc).strip().splitlines()
             why = f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
             raise UserError(f"model {name!r} cannot run in the vectorized engine (torch.func.vmap "

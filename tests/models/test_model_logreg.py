@@ -16,7 +16,7 @@ def test_flat_input_gives_the_hand_built_sequential_bit_for_bit():
     for seed in (0, 3):
         model = build_model("logreg", (30,), 2, seed=seed)
         hand = _by_hand(30, 2, seed)
-        assert type(model) is nn.Sequential
+        assert isinstance(model, nn.Sequential)
         assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias"]
         assert torch.equal(flatten(model), flatten(hand))
         assert fingerprint(model) == fingerprint(hand)
@@ -42,3 +42,7 @@ def test_image_input_flattens_with_the_same_weights_names_and_outputs():
 
 def test_registered_with_a_summary():
     assert "logreg" in MODELS and MODELS.get("logreg").summary
+
+
+def test_a_model_built_for_the_flat_size_also_takes_the_images():
+    assert build_model("logreg", 64, 10)(torch.zeros(3, 1, 8, 8)).shape == (3, 10)

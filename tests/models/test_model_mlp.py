@@ -22,7 +22,7 @@ def _by_hand(features: int, classes: int, hidden: tuple[int, ...], seed: int) ->
 def test_flat_input_gives_the_hand_built_sequential_bit_for_bit(hidden):
     model = build_model("mlp", (30,), 2, hidden, seed=1)
     hand = _by_hand(30, 2, hidden, 1)
-    assert type(model) is nn.Sequential
+    assert isinstance(model, nn.Sequential)
     assert [n for n, _ in model.named_parameters()] == [n for n, _ in hand.named_parameters()]
     assert torch.equal(flatten(model), flatten(hand))
     assert fingerprint(model) == fingerprint(hand)

@@ -29,16 +29,12 @@ class FlatSequential(nn.Sequential):
     """nn.Sequential that first flattens each example ([B, *shape] -> [B, prod(shape)]).
 
     Unlike nn.Flatten as a first layer it adds no child, so parameter names (and with them
-    fingerprints and checkpoints) are those of the plain nn.Sequential over a flat table.
+    fingerprints and checkpoints) are those of the plain nn.Sequential over a flat table; on a
+    flat batch the flatten is the same tensor, so results are bit for bit those of nn.Sequential.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.flatten(1))
-
-
-def dense(input_shape: tuple[int, ...], layers: list[nn.Module]) -> nn.Sequential:
-    """The plain nn.Sequential for a flat input; one that flattens first for images."""
-    return nn.Sequential(*layers) if len(input_shape) == 1 else FlatSequential(*layers)
 
 
 def flat_size(input_shape: tuple[int, ...]) -> int:

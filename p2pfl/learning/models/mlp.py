@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from p2pfl.learning.models._component import ModelComponent, dense, flat_size
+from p2pfl.learning.models._component import FlatSequential, ModelComponent, flat_size
 from p2pfl.registry import Param
 
 
@@ -15,7 +15,7 @@ def build(input_shape: tuple[int, ...], n_classes: int, hidden: tuple[int, ...])
         layers += [nn.Linear(width, h), nn.ReLU()]
         width = h
     layers.append(nn.Linear(width, n_classes))
-    return dense(input_shape, layers)
+    return FlatSequential(*layers)
 
 
 COMPONENT = ModelComponent(
