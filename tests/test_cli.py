@@ -132,7 +132,7 @@ def test_reference_engine_from_cli(capsys):
 @pytest.mark.parametrize("extra,message", [
     (["--topology", "mesh"], "unknown topology 'mesh'"),
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
-    (["--model", "cnn"], "unknown model 'cnn'"),
+    (["--model", "resnet"], "unknown model 'resnet'"),
     (["--partition", "zipf"], "unknown partition 'zipf'"),
     (["--nodes", "1000"], "fewer than the 1000 nodes"),
     (["--topology", "erdos_renyi", "--param", "p=0"], "disconnected; pass --allow-disconnected"),
