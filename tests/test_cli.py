@@ -144,7 +144,7 @@ def test_engine_flag_picks_the_engine_that_trains(engine, capsys, monkeypatch):
 @pytest.mark.parametrize("extra,message", [
     (["--topology", "mesh"], "unknown topology 'mesh'"),
     (["--dataset", "mnist"], "unknown data source 'mnist'"),
-    (["--model", "cnn"], "unknown model 'cnn'"),
+    (["--model", "resnet"], "unknown model 'resnet'"),
     (["--partition", "zipf"], "unknown partition 'zipf'"),
     (["--nodes", "1000"], "fewer than the 1000 nodes"),
     (["--topology", "erdos_renyi", "--param", "p=0"], "disconnected; pass --allow-disconnected"),

@@ -16,7 +16,7 @@ from p2pfl.sim.vectorized import VectorizedEngine
 def _run_both(optimizer, local_steps, local_epochs, rounds, partition="iid", topology="ring"):
     cfg = SimConfig(dataset="digits", nodes=8, topology=topology, partition=partition, seed=0)
     ds, data, topo = prepare(cfg)
-    model = build_model("mlp", ds.n_features, ds.n_classes, (32,), seed=0)
+    model = build_model("mlp", ds.input_shape, ds.n_classes, (32,), seed=0)
     opt = OptimConfig(name=optimizer, lr=0.01 if optimizer == "adam" else 0.05)
     engines = [cls(model, data, opt, flatten(model)) for cls in (ReferenceEngine, VectorizedEngine)]
     plan = BatchPlan(data.sizes, 32, local_steps, local_epochs, seed=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ from p2pfl.learning.sources import source_of
 
 @dataclass
 class LocalData:
-    """This node's training rows and its validation rows (tensors).
+    """This node's training rows and its validation rows (tensors of shape [rows, *input_shape]).
 
     `plan_sizes` and `plan_row` place this node in a batch plan: for a shard of a shared
     dataset, the sizes of every shard and this node's index, so a node draws exactly the batches
@@ -30,8 +31,13 @@ class LocalData:
     plan_row: int = 0
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example: (features,) for a table, (channels, height, width) for images."""
+        return tuple(self.x_train.shape[1:])
+
+    @property
     def n_features(self) -> int:
-        return self.x_train.shape[1]
+        return math.prod(self.input_shape)
 
 
 def load_local(
@@ -63,10 +69,11 @@ def load_local(
         if part.feature_shift is not None:
             x_tr = x_tr + part.feature_shift[index]
         sizes, row = part.sizes, index
+    shape = ds.input_shape  # the arrays are flat; models get [rows, *shape]
     return LocalData(
-        x_train=torch.from_numpy(np.ascontiguousarray(x_tr, dtype=np.float32)),
+        x_train=torch.from_numpy(np.ascontiguousarray(x_tr, dtype=np.float32)).reshape(-1, *shape),
         y_train=torch.from_numpy(np.ascontiguousarray(y_tr)),
-        x_val=torch.from_numpy(ds.x_test),
+        x_val=torch.from_numpy(ds.x_test).reshape(-1, *shape),
         y_val=torch.from_numpy(ds.y_test),
         n_classes=ds.n_classes,
         plan_sizes=sizes,

@@ -161,7 +161,7 @@ def _learner(settings: NodeSettings, identity: Identity) -> tuple[Learner, torch
     d, t = settings.data, settings.training
     data = load_local(d.source, identity.index, len(identity.members), d.label_column, d.classes,
                       d.partition, d.seed)
-    model = build_model(settings.model.kind, data.n_features, data.n_classes,
+    model = build_model(settings.model.kind, data.input_shape, data.n_classes,
                         tuple(settings.model.hidden), seed=t.seed)
     optimizer = make_optimizer(model, OptimConfig(t.optimizer, t.lr, t.momentum))
     initial = flatten(model)

@@ -31,3 +31,9 @@ def source_help() -> str:
 
     return f"data source: {usages()}"
 
+
+
+def model_help() -> str:
+    from p2pfl.learning.models import MODELS
+
+    return f"model: {MODELS.choices()} or python:MODULE:FUNCTION (your own)"

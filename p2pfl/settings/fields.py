@@ -79,6 +79,12 @@ def _compression(value: object) -> str | None:
     return parsed_by(parse_compression)(value)
 
 
+def _model(value: object) -> str | None:
+    from p2pfl.learning.models import check_model_spec
+
+    return parsed_by(check_model_spec)(value)
+
+
 # -- settings both the node and the simulator have ----------------------------------------
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ DATASET = Concept("digits", choices.source_help)
 LABEL_COLUMN = Concept("label", "label column of a CSV table")
 PARTITION = Concept("iid", "how bundled data is split among the members: iid, dirichlet:ALPHA, "
                     "quantity:ALPHA, site or shift:SIGMA")
-MODEL = Concept("mlp", "model: logreg or mlp")
+MODEL = Concept("mlp", choices.model_help, _model)
 HIDDEN = Concept([32], "MLP hidden layer sizes", lambda v: None if all(h >= 1 for h in v)
                  else "sizes must be positive")
 TOPOLOGY = Concept("exponential", choices.topology_help)

@@ -67,8 +67,6 @@ def _check_node(s: NodeSettings, path: Path) -> None:
 
     if not s.node.name:
         raise bad("node.name", "is required (this hospital's name in the roster)")
-    if s.model.kind not in ("logreg", "mlp"):
-        raise bad("model.kind", f"must be logreg or mlp, got {s.model.kind!r}")
     p = s.privacy
     if p.noise < 0 or not p.clip > 0 or not 0 < p.delta < 1 or p.max_epsilon < 0:
         raise bad("[privacy]", "needs noise >= 0, clip > 0, 0 < delta < 1 and max_epsilon >= 0")

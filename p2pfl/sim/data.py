@@ -1,4 +1,4 @@
-"""Node-local training data laid out for the engines: one flat table plus per-node offsets."""
+"""Node-local training data laid out for the engines: all rows in one tensor plus per-node offsets."""
 
 from __future__ import annotations
 
@@ -13,15 +13,22 @@ from p2pfl.learning.partition import Partition
 
 @dataclass
 class NodeData:
-    """Training rows of all nodes, node k's rows at offsets[k] : offsets[k] + sizes[k]."""
+    """Training rows of all nodes, node k's rows at offsets[k] : offsets[k] + sizes[k].
 
-    x: torch.Tensor  # [rows, features] float32
+    Examples have the dataset's `input_shape`: x is [rows, *input_shape] (images stay images).
+    """
+
+    x: torch.Tensor  # [rows, *input_shape] float32
     y: torch.Tensor  # [rows] int64
     offsets: torch.Tensor  # [nodes] int64
     sizes: np.ndarray  # [nodes] int64
-    x_test: torch.Tensor
+    x_test: torch.Tensor  # [test rows, *input_shape]
     y_test: torch.Tensor
     n_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
 
     @property
     def nodes(self) -> int:
@@ -35,7 +42,8 @@ class NodeData:
 
     @classmethod
     def build(cls, ds: Dataset, part: Partition) -> NodeData:
-        """Gather each node's rows (applying its feature shift) into one contiguous table."""
+        """Gather each node's rows (applying its feature shift to the flat features) into one
+        contiguous tensor, shaped [rows, *ds.input_shape]."""
         xs, ys = [], []
         for k, rows in enumerate(part.indices):
             x = ds.x_train[rows]
@@ -46,11 +54,11 @@ class NodeData:
         sizes = part.sizes
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         return cls(
-            x=torch.from_numpy(np.concatenate(xs).astype(np.float32)),
+            x=torch.from_numpy(np.concatenate(xs).astype(np.float32)).reshape(-1, *ds.input_shape),
             y=torch.from_numpy(np.concatenate(ys).astype(np.int64)),
             offsets=torch.from_numpy(offsets),
             sizes=sizes,
-            x_test=torch.from_numpy(ds.x_test),
+            x_test=torch.from_numpy(ds.x_test).reshape(-1, *ds.input_shape),
             y_test=torch.from_numpy(ds.y_test),
             n_classes=ds.n_classes,
         )

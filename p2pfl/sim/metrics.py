@@ -8,25 +8,54 @@ from torch.func import functional_call, vmap
 
 from p2pfl.learning.params import param_specs, unflatten
 
+Buffers = dict[str, torch.Tensor]  # name -> [N, *shape], one row per node
+
 
 @torch.no_grad()
 def node_accuracies(
-    model: nn.Module, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor, chunk: int = 0
+    model: nn.Module, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+    buffers: Buffers | None = None, chunk: int = 0,
 ) -> torch.Tensor:
-    """Test accuracy of each node's parameters ([N, P]) on the shared test set: [N]."""
+    """Test accuracy of each node's parameters ([N, P]) and buffers on the shared test set: [N].
+
+    `buffers` holds each node's buffers stacked ([N, ...]); None means the template model's own.
+    The model is evaluated in eval mode (BatchNorm uses its running statistics). A model that
+    cannot run under vmap (the reference engine runs any module) is evaluated node by node.
+    """
     specs = param_specs(model)
     n = flat.shape[0]
     # Bound the [chunk, rows, classes] logits to roughly 32 M floats.
     chunk = chunk or max(1, min(n, 32_000_000 // max(1, len(y) * 64)))
+    shared = buffers is None
+    bufs = dict(model.named_buffers()) if shared else buffers
 
-    def forward(params: dict[str, torch.Tensor]) -> torch.Tensor:
-        return functional_call(model, params, (x,))
+    def forward(params: dict[str, torch.Tensor], b: Buffers) -> torch.Tensor:
+        return functional_call(model, (params, b), (x,))
 
-    out = []
-    for a in range(0, n, chunk):
-        logits = vmap(forward)(unflatten(flat[a : a + chunk], specs))
-        out.append((logits.argmax(dim=-1) == y).float().mean(dim=1))
+    was_training = model.training
+    model.eval()
+    try:
+        out = []
+        for a in range(0, n, chunk):
+            params = unflatten(flat[a : a + chunk], specs)
+            block = bufs if shared else {k: v[a : a + chunk] for k, v in bufs.items()}
+            try:
+                logits = vmap(forward, in_dims=(0, None if shared else 0))(params, block)
+            except RuntimeError:  # not vmappable: one node at a time
+                logits = torch.stack([
+                    forward({k: v[i] for k, v in params.items()},
+                            block if shared else {k: v[i] for k, v in block.items()})
+                    for i in range(len(flat[a : a + chunk]))])
+            out.append((logits.argmax(dim=-1) == y).float().mean(dim=1))
+    finally:
+        model.train(was_training)
     return torch.cat(out)
+
+
+def average_buffers(buffers: Buffers) -> Buffers:
+    """Buffers for the averaged model ([1, ...]): the mean of floating buffers (running
+    statistics), the first node's value of the others (e.g. BatchNorm's step counter)."""
+    return {k: v.mean(dim=0, keepdim=True) if v.is_floating_point() else v[:1] for k, v in buffers.items()}
 
 
 def consensus_distance(flat: torch.Tensor) -> float:

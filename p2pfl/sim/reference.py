@@ -3,7 +3,8 @@
 This is the readable definition of decentralized SGD (D-PSGD, Lian et al., NeurIPS 2017): each
 round every node takes its local optimizer steps, then replaces its parameters by the
 W-weighted average of its own and its in-neighbours' parameters. Optimizer state (momentum,
-Adam moments) stays local and is not mixed.
+Adam moments) and buffers (e.g. BatchNorm running statistics) stay local and are not mixed.
+It runs any nn.Module, also those the vectorized engine cannot vmap.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ class ReferenceEngine:
     def params(self) -> torch.Tensor:
         """Parameters of all nodes as an [N, P] tensor."""
         return torch.stack([flatten(m) for m in self.models])
+
+    def buffers(self) -> dict[str, torch.Tensor]:
+        """Buffers of all nodes, name -> [N, *shape] (empty for a model without buffers)."""
+        per_node = [dict(m.named_buffers()) for m in self.models]
+        return {k: torch.stack([b[k].detach() for b in per_node]) for k in per_node[0]}
 
     def set_params(self, flat: torch.Tensor) -> None:
         """Replace the parameters of all nodes ([N, P]); optimizer state stays."""

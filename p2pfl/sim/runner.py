@@ -16,7 +16,7 @@ from p2pfl.errors import UserError
 from p2pfl.gossip.topology import Topology, build_topology
 from p2pfl.learning.batches import BatchPlan, Step
 from p2pfl.learning.datasets import Dataset, load_dataset
-from p2pfl.learning.models import build_model, parse_hidden
+from p2pfl.learning.models import build_model, check_model_spec, parse_hidden
 from p2pfl.learning.params import flatten, num_params
 from p2pfl.learning.partition import partition
 from p2pfl.learning.trainer import OptimConfig
@@ -24,7 +24,7 @@ from p2pfl.sim.attacks import byzantine_nodes, flip_labels
 from p2pfl.sim.data import NodeData
 from p2pfl.sim.exchange import Exchange
 from p2pfl.sim.faults import RoundFaults
-from p2pfl.sim.metrics import consensus_distance, node_accuracies
+from p2pfl.sim.metrics import average_buffers, consensus_distance, node_accuracies
 from p2pfl.sim.options import Robustness, check_against_topology, parse_robustness
 from p2pfl.sim.privacy_budget import PrivacyBudget
 from p2pfl.sim.reference import ReferenceEngine
@@ -80,6 +80,7 @@ def validate(cfg: SimConfig) -> None:
     """Check the settings that need no data; raises UserError with the problem."""
     if cfg.engine not in ENGINES:
         raise UserError(f"unknown engine {cfg.engine!r}; choose one of {', '.join(ENGINES)}")
+    check_model_spec(cfg.model)
     if cfg.baseline not in BASELINES:
         raise UserError(f"unknown baseline {cfg.baseline!r}; choose one of {', '.join(BASELINES)}")
     if cfg.local_steps is not None and cfg.local_epochs is not None:
@@ -115,7 +116,7 @@ def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bo
     start = time.perf_counter()
     ds, data, topo = prepare(cfg)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, ds.n_features, ds.n_classes, parse_hidden(cfg.hidden), cfg.seed)
+    model = build_model(cfg.model, ds.input_shape, ds.n_classes, parse_hidden(cfg.hidden), cfg.seed)
     opt = OptimConfig(name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
     gap = topo.spectral_gap()
     opts = parse_robustness(cfg)
@@ -159,8 +160,10 @@ def _run(
         if opts.attack.name == "label_flip":
             data = flip_labels(data, bad)
     honest = torch.from_numpy(np.flatnonzero(~bad))
-    engine_cls = VectorizedEngine if cfg.engine == "vectorized" else ReferenceEngine
-    engine = engine_cls(model, data, opt, flatten(model), dp=opts.dp, seed=cfg.seed)
+    if cfg.engine == "vectorized":
+        engine = VectorizedEngine(model, data, opt, flatten(model), dp=opts.dp, seed=cfg.seed, name=cfg.model)
+    else:
+        engine = ReferenceEngine(model, data, opt, flatten(model), dp=opts.dp, seed=cfg.seed)
     batch = batch_size or cfg.batch_size
     plan = BatchPlan(data.sizes, batch, local_steps(cfg), cfg.local_epochs, cfg.seed)
     p = num_params(model)
@@ -187,9 +190,10 @@ def _run(
                 engine.set_params(new)
                 sent += sent_now
         if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
-            flat = engine.params()
-            row, acc = _metrics(t + 1, model, flat if not bad.any() else flat[honest], data, subset,
-                                losses if not bad.any() else losses[~bad], sent)
+            flat, bufs = engine.params(), engine.buffers()
+            if bad.any():
+                flat, bufs, losses = flat[honest], {k: b[honest] for k, b in bufs.items()}, losses[~bad]
+            row, acc = _metrics(t + 1, model, flat, bufs, data, subset, losses, sent)
             result.node_accuracy = acc.tolist()
             if budget is not None:
                 row["epsilon"] = budget.epsilon()
@@ -219,11 +223,13 @@ def _bytes_per_node(w: sp.csr_matrix, n_params: int) -> float:
     return off_diagonal * n_params * 4 / w.shape[0]
 
 
-def _metrics(t: int, model: torch.nn.Module, flat: torch.Tensor, data: NodeData,
-             subset: torch.Tensor, losses: np.ndarray, sent: float) -> tuple[dict[str, float], torch.Tensor]:
+def _metrics(t: int, model: torch.nn.Module, flat: torch.Tensor, buffers: dict[str, torch.Tensor],
+             data: NodeData, subset: torch.Tensor, losses: np.ndarray, sent: float,
+             ) -> tuple[dict[str, float], torch.Tensor]:
     """The metric row of round t, and each node's accuracy on the evaluation subset."""
-    acc = node_accuracies(model, flat, data.x_test[subset], data.y_test[subset])
-    avg = node_accuracies(model, flat.mean(dim=0, keepdim=True), data.x_test, data.y_test)
+    acc = node_accuracies(model, flat, data.x_test[subset], data.y_test[subset], buffers)
+    avg = node_accuracies(model, flat.mean(dim=0, keepdim=True), data.x_test, data.y_test,
+                          average_buffers(buffers))
     return {
         "round": t,
         "mean_local_accuracy": float(acc.mean()),

@@ -1,13 +1,21 @@
 """Vectorized engine: all N parameter vectors in one [N, P] tensor.
 
-Local training runs the model once for all nodes with torch.func (functional_call under vmap)
-and takes one backward pass over the sum of the per-node losses: nodes share no parameters, so
-the gradient of the sum is every node's own gradient. The optimizers are written out over the
-stacked tensors with the same update rules as torch.optim.SGD and Adam, so both engines agree.
-Mixing is one sparse matrix product.
+Local training runs the model once for all nodes with torch.func (functional_call under vmap
+over (parameters, buffers)) and takes one backward pass over the sum of the per-node losses:
+nodes share no parameters, so the gradient of the sum is every node's own gradient. The
+optimizers are written out over the stacked tensors with the same update rules as
+torch.optim.SGD and Adam, so both engines agree. Mixing is one sparse matrix product.
+
+Buffers (e.g. BatchNorm running statistics) are held per node, stacked [N, *shape]; a forward
+pass in training mode updates each node's own rows. They stay local: mixing, compression and
+robust aggregation see only the parameters. A model that cannot run under vmap (data-dependent
+control flow, `.item()`, random ops such as dropout) is refused at start with a UserError that
+points to the reference engine, which runs any nn.Module.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from p2pfl.errors import UserError
 from p2pfl.gossip.mixing import to_torch
 from p2pfl.learning.batches import Step
 from p2pfl.learning.params import param_specs, unflatten
@@ -29,10 +38,14 @@ DP_CHUNK = 32  # nodes per block of per-example gradients (DP-SGD holds [n, B, P
 
 
 class VectorizedEngine:
-    """Stacked parameters and optimizer state of N nodes."""
+    """Stacked parameters, buffers and optimizer state of N nodes.
+
+    `name` (the model setting, e.g. "cnn") is what the error for a model that cannot be
+    vmapped calls it.
+    """
 
     def __init__(self, model: nn.Module, data: NodeData, opt: OptimConfig, init: torch.Tensor,
-                 dp: DpSettings | None = None, seed: int = 0):
+                 dp: DpSettings | None = None, seed: int = 0, name: str | None = None):
         self.model = model
         self.dp = dp
         self.generator = torch.Generator().manual_seed(seed * 7919 + 0xD9)
@@ -44,17 +57,46 @@ class VectorizedEngine:
         self.buf = torch.zeros_like(self.flat)  # SGD momentum, or Adam first moment
         self.sq = torch.zeros_like(self.flat) if opt.name == "adam" else None
         self.count = torch.zeros(n, 1, dtype=torch.float64)  # optimizer steps taken per node
-        self._forward = vmap(self._one, in_dims=(0, 0))
+        # Each node's buffers, [N, *shape]; local state, never mixed.
+        self.node_buffers = {k: b.detach().unsqueeze(0).repeat(n, *([1] * b.dim())).contiguous()
+                             for k, b in model.named_buffers()}
+        self._forward = vmap(self._one, in_dims=(0, 0, 0))
         self._w_scipy: sp.csr_matrix | None = None
         self._w_torch: torch.Tensor | None = None
+        self._check_vmappable(name or type(model).__name__)
 
-    def _one(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.model, params, (x,))
+    def _one(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+             x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, (params, buffers), (x,))
+
+    def _check_vmappable(self, name: str) -> None:
+        """One training step's computation on zeros, on copies of the state: a UserError naming
+        the model and the reason when torch.func cannot vmap it."""
+        b = 2
+        x = torch.zeros(1, b, *self.data.input_shape, dtype=self.data.x.dtype)
+        y = torch.zeros(1, b, dtype=self.data.y.dtype)
+        buffers = {k: v[:1].clone() for k, v in self.node_buffers.items()}
+        try:
+            if self.dp is None:
+                flat = self.flat[:1].detach().clone().requires_grad_(True)
+                torch.autograd.grad(self.node_losses(flat, x, y, None, buffers).sum(), flat)
+            else:
+                dp_gradients_stacked(self.model, self.flat[:1].detach().clone(), x, y, None,
+                                     self.dp.clip, self.dp.noise, torch.Generator())
+        except Exception as exc:  # whatever the model's code raises under vmap
+            copy.deepcopy(self.model)(x[0])  # fails alike without vmap: not a vmap problem, raise that
+            lines = str(exc).strip().splitlines()
+            why = f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
+            raise UserError(f"model {name!r} cannot run in the vectorized engine (torch.func.vmap "
+                            f"failed: {why}); use --engine reference") from None
 
     def node_losses(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                    valid: torch.Tensor | None) -> torch.Tensor:
-        """Mean cross-entropy of each node on its own batch: [N]."""
-        logits = self._forward(unflatten(flat, self.specs), x)
+                    valid: torch.Tensor | None,
+                    buffers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Mean cross-entropy of each node on its own batch: [N]. `buffers` ([N, ...]) are the
+        nodes' buffers (default: all of them); training-mode updates land in them."""
+        buffers = self.node_buffers if buffers is None else buffers
+        logits = self._forward(unflatten(flat, self.specs), buffers, x)
         n, b, c = logits.shape
         ce = F.cross_entropy(logits.reshape(n * b, c), y.reshape(n * b), reduction="none").view(n, b)
         if valid is None:
@@ -80,7 +122,8 @@ class VectorizedEngine:
                 r = rows[sl]
                 if self.dp is None:
                     flat = self.flat[sl].detach().requires_grad_(True)
-                    per_node = self.node_losses(flat, self.data.x[r], self.data.y[r], v)
+                    bufs = {k: b[sl] for k, b in self.node_buffers.items()}  # views: updates stay
+                    per_node = self.node_losses(flat, self.data.x[r], self.data.y[r], v, bufs)
                     (grad,) = torch.autograd.grad(per_node.sum(), flat)
                 else:
                     grad, per_node = self._dp_gradients(self.flat[sl], self.data.x[r], self.data.y[r], v)
@@ -146,6 +189,10 @@ class VectorizedEngine:
     def params(self) -> torch.Tensor:
         """Parameters of all nodes as an [N, P] tensor."""
         return self.flat
+
+    def buffers(self) -> dict[str, torch.Tensor]:
+        """Buffers of all nodes, name -> [N, *shape] (empty for a model without buffers)."""
+        return self.node_buffers
 
     def set_params(self, flat: torch.Tensor) -> None:
         """Replace the parameters of all nodes ([N, P]); optimizer state stays."""

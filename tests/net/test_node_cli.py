@@ -30,7 +30,7 @@ def test_init_writes_a_template_that_loads(tmp_path, capsys):
     (("\n[gossip]\n", "\n[gossip]\ncolour = 1\n"), "unknown key gossip.colour"),
     (("rounds = 50", 'rounds = "many"'), "training.rounds must be an integer"),
     (("round_timeout = 30.0", "round_timeout = -1.0"), "gossip.round_timeout must be positive"),
-    (('kind = "mlp"', 'kind = "cnn"'), "model.kind must be logreg or mlp"),
+    (('kind = "mlp"', 'kind = "resnet"'), "model.kind is not valid: unknown model 'resnet'"),
     (('source = "digits"', 'source = "csv:patients.csv"'), "data.classes must list the label values"),
     (("\n[model]\n", "\n[modle]\n"), "unknown section [modle]"),
 ])
