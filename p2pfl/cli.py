@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 
 from p2pfl import __version__
+from p2pfl.components import EXTENSION_POINTS
 from p2pfl.errors import BAD_INPUT, EXIT_INVALID, EXIT_OK, UserError, exit_code_of
 from p2pfl.settings import choices
 from p2pfl.settings.fields import help_of
@@ -85,6 +86,14 @@ def _parser() -> argparse.ArgumentParser:
     pid.add_argument("--passphrase-env", metavar="VAR",
                      help="decrypt the key with the passphrase held in environment variable VAR")
     pid.set_defaults(func=_cmd_id)
+
+    c = sub.add_parser("components", help="list every aggregator, compression, topology, model and data "
+                       "source, with parameters and papers")
+    c.add_argument("kind", nargs="?", choices=[k.replace(" ", "_") for k in EXTENSION_POINTS],
+                   help="only this extension point")
+    c.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    c.add_argument("--json", action="store_true", help="print one JSON list")
+    c.set_defaults(func=_cmd_components)
 
     v = sub.add_parser("inspect", help="decode an encoded model update and check its signature "
                        f"(exit {EXIT_INVALID} if the signature or payload is bad)")
@@ -179,6 +188,17 @@ def _cmd_id(args: argparse.Namespace) -> int:
     from p2pfl.commands import key_peer_id
 
     print(key_peer_id(args.key, args.passphrase_env))
+    return EXIT_OK
+
+
+def _cmd_components(args: argparse.Namespace) -> int:
+    from p2pfl import components
+
+    kinds = [args.kind.replace("_", " ")] if args.kind else None
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in components.rows(kinds)], indent=1))
+    else:
+        print(components.markdown(kinds) if args.markdown else components.text(kinds))
     return EXIT_OK
 
 
