@@ -65,3 +65,20 @@ def test_an_update_whose_ack_cannot_be_sent_still_counts(consortium):
     assert stream.was_reset and "event=transfer_failed" in log
     assert "event=catch_up_evidence sender=hospital-2 round=7" in log
     assert peer_id_of(sender) in node.machine.claims and node.receiving[peer_id_of(sender)] == 0
+
+
+def test_a_relative_csv_path_is_read_beside_node_toml(consortium, tmp_path, monkeypatch):
+    c = consortium(nodes=2, rounds=1)
+    rows = "".join(f"{i * 0.1:.1f},{i % 3 * 0.5},{'yes' if i % 2 else 'no'}\n" for i in range(40))
+    (c.folder / "hospital-1" / "patients.csv").write_text("a,b,outcome\n" + rows)
+    c.configure("data", 'source = "csv:patients.csv"\nlabel_column = "outcome"\nclasses = ["no", "yes"]')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the daemon is started from another folder
+    from p2pfl.files.keys import load_key
+    from p2pfl.files.roster_file import load_roster
+
+    node = Node.build(node_settings(c.configs["hospital-1"]), load_key(c.folder / "hospital-1" / "node.key"),
+                      load_roster(c.folder / "roster.toml"), EventLog("hospital-1", io.StringIO()))
+    assert len(node.data.y_train) + len(node.data.y_val) == 40
+    node.state_lock.release()
