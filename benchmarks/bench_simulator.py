@@ -22,9 +22,9 @@ from p2pfl.learning.batches import BatchPlan
 from p2pfl.learning.models import build_model
 from p2pfl.learning.params import flatten
 from p2pfl.learning.trainer import OptimConfig
+from p2pfl.settings.sim import SimConfig
 from p2pfl.sim.reference import ReferenceEngine
 from p2pfl.sim.runner import prepare
-from p2pfl.sim.settings import SimConfig
 from p2pfl.sim.vectorized import VectorizedEngine
 
 DATASET = "synthetic:samples=64,features=32,classes=4"

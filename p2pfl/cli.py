@@ -160,8 +160,8 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def _cmd_node(args: argparse.Namespace) -> int:
-    from p2pfl.config import node_settings
     from p2pfl.net.daemon import run_node
+    from p2pfl.settings.load import node_settings
 
     return run_node(node_settings(args.config))
 
@@ -257,7 +257,7 @@ def _cmd_topology(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from p2pfl.config import sim_config
+    from p2pfl.settings.load import sim_config
     from p2pfl.sim.report import summary, write_outputs
     from p2pfl.sim.runner import simulate
 

@@ -1,7 +1,7 @@
 """The issue's convergence claim: digits, 16 nodes, dirichlet:0.1, exponential, 200 rounds."""
 
+from p2pfl.settings.sim import SimConfig
 from p2pfl.sim.runner import simulate
-from p2pfl.sim.settings import SimConfig
 
 
 def _cfg(baseline: str) -> SimConfig:

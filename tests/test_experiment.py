@@ -12,8 +12,8 @@ from p2pfl.experiments import runner as experiment
 from p2pfl.experiments.runner import load_experiment, plan_runs, run_experiment
 from p2pfl.experiments.spec import run_key
 from p2pfl.experiments.tables import markdown_table, run_metrics, summarize
+from p2pfl.settings.sim import SimConfig
 from p2pfl.sim.consensus import measure_rounds
-from p2pfl.sim.settings import SimConfig
 
 SIMULATIONS = Path(__file__).resolve().parents[1] / "simulations"
 

@@ -83,7 +83,7 @@ def test_the_simulator_does_not_import_the_experiments():
 @pytest.mark.parametrize("layer", PURE)
 def test_pure_layers_import_no_files_cli_or_network(layer):
     forbidden = ("p2pfl.errors", "p2pfl.atomic", "p2pfl.files", "p2pfl.net", "p2pfl.cli",
-                 "p2pfl.commands", "p2pfl.config", "p2pfl.tomlio")
+                 "p2pfl.commands", "p2pfl.settings", "p2pfl.tomlio")
     bad = [(m, d) for m, deps in _imports().items() if m.startswith(layer)
            for d in deps if d.startswith(forbidden)]
     assert not bad

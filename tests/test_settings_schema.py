@@ -10,7 +10,6 @@ import tomllib
 import pytest
 
 from p2pfl.cli import _parser
-from p2pfl.config import node_settings, sim_config
 from p2pfl.errors import UserError
 from p2pfl.files.keys import passphrase_from_env
 from p2pfl.gossip.errors import GossipSettingError
@@ -18,6 +17,7 @@ from p2pfl.gossip.topology import parse_params
 from p2pfl.learning.models import parse_hidden
 from p2pfl.settings import fields as F
 from p2pfl.settings.fields import help_of
+from p2pfl.settings.load import node_settings, sim_config
 from p2pfl.settings.node import NodeSection, NodeSettings, sections
 from p2pfl.settings.sim import SimConfig, local_steps
 from p2pfl.settings.toml_out import dumps_document, node_template, to_toml, value_text

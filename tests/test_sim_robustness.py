@@ -10,10 +10,10 @@ import torch
 from p2pfl.cli import main
 from p2pfl.gossip.compression import encoded_bytes, parse_compression
 from p2pfl.learning.privacy import epsilon
+from p2pfl.settings.sim import SimConfig
 from p2pfl.sim.attacks import byzantine_nodes
 from p2pfl.sim.report import summary
 from p2pfl.sim.runner import prepare, simulate
-from p2pfl.sim.settings import SimConfig
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -22,7 +22,7 @@ from p2pfl.errors import BAD_INPUT, UserError
 from p2pfl.experiments.spec import Experiment, PlannedRun, load_experiment, plan_runs
 from p2pfl.experiments.store import ResultsStore
 from p2pfl.learning.sources import resolve_spec
-from p2pfl.sim.settings import SimConfig
+from p2pfl.settings.sim import SimConfig
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 

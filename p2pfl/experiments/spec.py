@@ -33,7 +33,7 @@ from pathlib import Path
 
 from p2pfl.errors import UserError
 from p2pfl.experiments.columns import COLUMNS
-from p2pfl.sim.settings import ROBUSTNESS_DEFAULTS, SimConfig, check_sim_table
+from p2pfl.settings.sim import ROBUSTNESS_DEFAULTS, SimConfig, check_sim_table
 from p2pfl.tomlio import read_toml
 
 KINDS = ("train", "consensus")

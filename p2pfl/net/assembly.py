@@ -28,7 +28,6 @@ from p2pfl.learning.sources import resolve_spec
 from p2pfl.learning.trainer import OptimConfig, make_optimizer
 from p2pfl.net import checkpoint
 from p2pfl.net.eventlog import EventLog
-from p2pfl.net.settings import NodeSettings, PrivacySection
 from p2pfl.net.shared_settings import shared_sections
 from p2pfl.net.state_lock import StateLock
 from p2pfl.protocol.checks import Spec
@@ -37,6 +36,7 @@ from p2pfl.protocol.identity import Ed25519PrivateKey, peer_id_of
 from p2pfl.protocol.payload import UpdateFormat
 from p2pfl.protocol.roster import Roster
 from p2pfl.protocol.rounds import RoundMachine
+from p2pfl.settings.node import NodeSettings, PrivacySection
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from p2pfl.net import checkpoint, transfer
 from p2pfl.net.assembly import Parts, assemble, load_files
 from p2pfl.net.eventlog import EventLog
 from p2pfl.net.host import PROTOCOL, make_host, multiaddrs, peer_id, quiet_libp2p_logs
-from p2pfl.net.settings import NodeSettings
 from p2pfl.protocol.codec import decode, encode
 from p2pfl.protocol.consortium import check_consortium
 from p2pfl.protocol.messages import InvalidMessage, ProtocolViolation
@@ -41,6 +40,7 @@ from p2pfl.protocol.rounds import (
     Send,
     Train,
 )
+from p2pfl.settings.node import NodeSettings
 
 RETRY_PAUSE = 0.5  # seconds between delivery attempts to a peer that is not reachable yet
 HEADER_ALLOWANCE = 1 << 20  # bytes an update may carry beyond its raw tensors

@@ -9,8 +9,8 @@ a hospital's own table) are left out: they may differ between members.
 from __future__ import annotations
 
 from p2pfl.learning.sources import shared_part
-from p2pfl.net.settings import NodeSettings
 from p2pfl.protocol.roster import Roster
+from p2pfl.settings.node import NodeSettings
 
 
 def shared_sections(settings: NodeSettings, roster: Roster) -> dict[str, object]:

@@ -16,7 +16,7 @@ import numpy as np
 from p2pfl.errors import UserError
 from p2pfl.gossip.mixing import predicted_rounds
 from p2pfl.gossip.topology import build_topology
-from p2pfl.sim.settings import SimConfig
+from p2pfl.settings.sim import SimConfig
 
 DIM = 8  # coordinates per node; the error is measured over all of them
 

@@ -17,7 +17,7 @@ from p2pfl.gossip.robust import Aggregator, parse_aggregator
 from p2pfl.gossip.spec import key_values, number
 from p2pfl.gossip.topology import Topology
 from p2pfl.settings.fields import DP_DELTA
-from p2pfl.sim.settings import SimConfig
+from p2pfl.settings.sim import SimConfig
 
 ATTACKS = ("sign_flip", "gaussian", "label_flip", "alie")
 DEFAULT_DELTA: float = DP_DELTA.default  # type: ignore[assignment]

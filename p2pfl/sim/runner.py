@@ -20,6 +20,7 @@ from p2pfl.learning.models import build_model, check_model_spec, parse_hidden
 from p2pfl.learning.params import flatten, num_params
 from p2pfl.learning.partition import partition
 from p2pfl.learning.trainer import OptimConfig
+from p2pfl.settings.sim import BASELINES, ENGINES, SimConfig, local_steps
 from p2pfl.sim.attacks import byzantine_nodes, flip_labels
 from p2pfl.sim.data import NodeData
 from p2pfl.sim.exchange import Exchange
@@ -28,7 +29,6 @@ from p2pfl.sim.metrics import average_buffers, consensus_distance, node_accuraci
 from p2pfl.sim.options import Robustness, check_against_topology, parse_robustness
 from p2pfl.sim.privacy_budget import PrivacyBudget
 from p2pfl.sim.reference import ReferenceEngine
-from p2pfl.sim.settings import BASELINES, ENGINES, SimConfig, local_steps
 from p2pfl.sim.vectorized import VectorizedEngine
 
 # Per-node accuracies use a fixed random subset of at most this many test rows (the cost is

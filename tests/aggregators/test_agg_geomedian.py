@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from p2pfl.cli import main
-from p2pfl.config import node_settings
 from p2pfl.errors import UserError
 from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.robust import AGGREGATORS, aggregate, aggregate_stacked, parse_aggregator
+from p2pfl.settings.load import node_settings
 from p2pfl.settings.toml_out import node_template
 
 GM = parse_aggregator("geomedian")

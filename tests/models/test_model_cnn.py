@@ -6,8 +6,8 @@ import torch
 from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.models import MODELS, build_model
 from p2pfl.learning.params import flatten, num_params
+from p2pfl.settings.sim import SimConfig
 from p2pfl.sim.runner import simulate
-from p2pfl.sim.settings import SimConfig
 
 
 def test_output_shape_for_digits_and_larger_colour_images():

@@ -8,9 +8,9 @@ from p2pfl.learning.datasets import load_dataset
 from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.local import load_local
 from p2pfl.learning.partition import partition
+from p2pfl.settings.sim import SimConfig
 from p2pfl.sim.data import NodeData
 from p2pfl.sim.runner import validate
-from p2pfl.sim.settings import SimConfig
 
 
 def test_input_shapes_of_the_datasets():

@@ -6,11 +6,11 @@ import textwrap
 import pytest
 import torch
 
-from p2pfl.config import node_settings
 from p2pfl.errors import UserError
 from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.models import build_model, check_model_spec
 from p2pfl.learning.params import flatten
+from p2pfl.settings.load import node_settings
 
 SOURCE = '''
 import torch

@@ -5,8 +5,8 @@ import sys
 import pytest
 
 from p2pfl.errors import UserError
+from p2pfl.settings.sim import SimConfig
 from p2pfl.sim.runner import simulate
-from p2pfl.sim.settings import SimConfig
 
 USERMODEL = '''
 import math

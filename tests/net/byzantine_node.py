@@ -16,10 +16,10 @@ from pathlib import Path
 
 import trio
 
-from p2pfl.config import node_settings
 from p2pfl.net.daemon import Node
 from p2pfl.protocol.codec import encode
 from p2pfl.protocol.rounds import Send, Train
+from p2pfl.settings.load import node_settings
 
 SCALE = 10.0
 

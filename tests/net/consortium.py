@@ -102,9 +102,9 @@ class Consortium:
 
     def binding(self, name: str):
         """The consortium ID the named node signs into its updates (p2pfl.protocol.consortium)."""
-        from p2pfl.config import node_settings
         from p2pfl.net.shared_settings import shared_sections
         from p2pfl.protocol.consortium import consortium_of
+        from p2pfl.settings.load import node_settings
 
         return consortium_of(shared_sections(node_settings(self.configs[name]), self.roster))
 

@@ -2,9 +2,9 @@
 
 import torch
 
+from p2pfl.settings.sim import SimConfig
 from p2pfl.sim.metrics import consensus_distance
 from p2pfl.sim.runner import simulate
-from p2pfl.sim.settings import SimConfig
 
 
 def test_four_nodes_ring_five_rounds_match_the_simulator(consortium):

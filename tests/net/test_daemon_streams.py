@@ -6,12 +6,12 @@ import io
 
 import trio
 
-from p2pfl.config import node_settings
 from p2pfl.net import transfer
 from p2pfl.net.daemon import Node
 from p2pfl.net.eventlog import EventLog
 from p2pfl.protocol.codec import encode
 from p2pfl.protocol.identity import peer_id_of
+from p2pfl.settings.load import node_settings
 
 
 class ScriptedStream:

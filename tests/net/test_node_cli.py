@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from p2pfl.cli import main
-from p2pfl.config import node_settings
 from p2pfl.errors import UserError
 from p2pfl.net.checkpoint import read_metrics
+from p2pfl.settings.load import node_settings
 from p2pfl.settings.toml_out import node_template
 
 

@@ -18,8 +18,8 @@ from p2pfl.protocol.codec import decode, encode
 from p2pfl.protocol.consortium import consortium_of
 from p2pfl.protocol.identity import generate_key, peer_id_of
 from p2pfl.protocol.rounds import Aggregate, Checkpoint, Phase, RoundMachine, Send, Train
+from p2pfl.settings.sim import SimConfig
 from p2pfl.sim.runner import prepare
-from p2pfl.sim.settings import SimConfig
 
 N, ROUNDS, STEPS, BATCH, HIDDEN = 5, 6, 2, 16, 16
 

@@ -10,10 +10,10 @@ from p2pfl.learning.datasets import load_dataset
 from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.local import load_local
 from p2pfl.learning.sources import resolve_spec, shared_part, source_of
-from p2pfl.net.settings import NodeSettings
 from p2pfl.net.shared_settings import shared_sections
 from p2pfl.protocol.identity import generate_key, peer_id_of
 from p2pfl.protocol.roster import Member, Roster
+from p2pfl.settings.node import NodeSettings
 
 
 def _csv(tmp_path, text):

@@ -38,7 +38,7 @@ def test_load_local_consults_shared_not_the_name(monkeypatch):
 
 
 def test_node_config_names_an_unknown_source_and_needs_classes_for_an_own_table(tmp_path):
-    from p2pfl.config import node_settings
+    from p2pfl.settings.load import node_settings
     from p2pfl.settings.toml_out import node_template
 
     path = tmp_path / "node.toml"
