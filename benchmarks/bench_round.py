@@ -90,7 +90,7 @@ def train_alone() -> float:
 
     torch.set_num_threads(1)
     data = load_local("digits", 0, 4, partition_spec="iid")
-    model = build_model("mlp", data.n_features, data.n_classes, (HIDDEN, HIDDEN))
+    model = build_model("mlp", data.input_shape, data.n_classes, (HIDDEN, HIDDEN))
     opt = make_optimizer(model, OptimConfig("sgd", 0.05))
     plan = BatchPlan(data.plan_sizes, BATCH, STEPS, seed=0)
     times = []

@@ -38,7 +38,7 @@ def node_rounds_per_second(engine_cls: type, n: int, rounds: int) -> float:
     """Rounds of local training + mixing per second, times n (data preparation excluded)."""
     cfg = SimConfig(dataset=DATASET, nodes=n, topology="exponential", partition="site")
     ds, data, topo = prepare(cfg)
-    model = build_model("mlp", ds.n_features, ds.n_classes, (32,), seed=0)
+    model = build_model("mlp", ds.input_shape, ds.n_classes, (32,), seed=0)
     engine = engine_cls(model, data, OptimConfig("sgd", lr=0.05), flatten(model))
     plan = BatchPlan(data.sizes, 32, local_steps=1, seed=0)
     engine.local_round(plan.round(0))  # warm-up
