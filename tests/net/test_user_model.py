@@ -44,3 +44,16 @@ def test_two_nodes_train_a_user_model_from_pythonpath(consortium, tmp_path, monk
         assert rows[-1]["val_accuracy"] > 0.6
         state = torch.load(c.folder / name / "state" / CHECKPOINT, weights_only=True)
         assert torch.equal(state["model"]["scale"], torch.full((30,), 0.5))  # the buffer stayed as built
+
+
+def test_two_nodes_train_the_cnn_on_digits_as_8x8_images(consortium):
+    c = consortium("cnn", nodes=2, rounds=3, round_timeout=5.0, dataset="digits", partition="iid")
+    c.configure("model", 'kind = "cnn"')
+    c.start()
+    assert c.wait() == {name: 0 for name in c.names}, [c.log(n) for n in c.names]
+    for name in c.names:
+        rows = c.metrics(name)
+        assert [r["round"] for r in rows] == [0, 1, 2] and all(not r["missing"] for r in rows)
+        assert rows[-1]["val_accuracy"] > 0.4  # ten classes: chance is 0.1; 0.6 in the simulator
+        state = torch.load(c.folder / name / "state" / CHECKPOINT, weights_only=True)
+        assert state["model"]["0.weight"].shape[1:] == (1, 3, 3)  # convolutions over 1-channel images
