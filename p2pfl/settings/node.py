@@ -44,7 +44,7 @@ class ModelSection:
 class TrainingSection:
     """Local training; the same at every member except `threads`."""
 
-    run: str = setting("", "a name for this training run, the same at every member: updates of "
+    run: str = setting("run-1", "a name for this training run, the same at every member: updates of "
                        "another run are refused, a new name starts a new run")
     rounds: int = F.ROUNDS.field()
     local_steps: int = F.LOCAL_STEPS.field()
