@@ -20,6 +20,8 @@ EXTENSION_POINTS: dict[str, tuple[str, str]] = {
     "topology": ("p2pfl.gossip.topologies", "TOPOLOGIES"),
     "model": ("p2pfl.learning.models", "MODELS"),
     "data source": ("p2pfl.learning.sources", "SOURCES"),
+    "partition": ("p2pfl.learning.partitions", "PARTITIONS"),
+    "attack": ("p2pfl.sim.attacks", "ATTACKS"),
 }
 
 

@@ -1,4 +1,5 @@
-"""Partitions and batch plans; each data source's own tests are in tests/sources/."""
+"""Partitions (the front door and what every member keeps) and batch plans; each partition's
+own tests are in tests/partitions/, each data source's in tests/sources/."""
 
 import numpy as np
 import pytest
@@ -13,43 +14,33 @@ def _covers(parts, n):
     return len(rows) == n and len(np.unique(rows)) == n
 
 
-@pytest.mark.parametrize("spec", ["iid", "dirichlet:0.1", "dirichlet:100", "quantity:0.5", "shift:1.0"])
+SPECS = ["iid", "dirichlet:0.1", "dirichlet:100", "quantity:0.5", "shift:1.0", "site"]
+
+
+@pytest.mark.parametrize("spec", SPECS)
 def test_partitions_cover_every_row_once_and_no_node_is_empty(spec):
     y = np.random.default_rng(0).integers(0, 10, 1000)
-    p = partition(spec, y, 16, seed=3, n_features=5)
+    site = np.arange(1000) % 40
+    p = partition(spec, y, 16, seed=3, site=site, n_features=5)
     assert _covers(p, 1000) and p.sizes.min() >= 1
-    if spec.startswith("shift"):
-        assert p.feature_shift.shape == (16, 5)
+    assert np.array_equal(np.concatenate(p.indices),
+                          np.concatenate(partition(spec, y, 16, seed=3, site=site, n_features=5).indices))
 
 
-def test_dirichlet_skews_labels_and_quantity_skews_sizes():
-    y = np.repeat(np.arange(10), 100)
-    skewed = partition("dirichlet:0.1", y, 10, seed=0)
-    even = partition("dirichlet:1000", y, 10, seed=0)
-
-    def dominant_share(p):
-        return np.mean([np.bincount(y[i]).max() / len(i) for i in p.indices])
-
-    assert dominant_share(skewed) > 0.5 > 0.2 > dominant_share(even)
-    sizes = partition("quantity:0.2", y, 10, seed=0).sizes
-    assert sizes.max() > 3 * sizes.min()
-
-
-def test_site_partition_and_errors():
+def test_bad_specs_and_sizes_are_one_learning_error():
     y = np.zeros(12, dtype=int)
-    site = np.repeat(np.arange(6), 2)
-    p = partition("site", y, 3, site=site)
-    assert [sorted(set(site[i])) for i in p.indices] == [[0, 3], [1, 4], [2, 5]]
-    with pytest.raises(LearningSettingError, match="fewer than the 7 nodes"):
-        partition("site", y, 7, site=site)
-    with pytest.raises(LearningSettingError, match="needs a dataset with a site column"):
-        partition("site", y, 3)
     with pytest.raises(LearningSettingError, match="fewer than the 20 nodes"):
         partition("iid", y, 20)
     with pytest.raises(LearningSettingError, match="unknown partition"):
         partition("zipf:2", y, 2)
+    with pytest.raises(LearningSettingError, match="unknown partition 'iid:3'"):
+        partition("iid:3", y, 2)
     with pytest.raises(LearningSettingError, match="must be positive"):
         partition("dirichlet:-1", y, 2)
+    with pytest.raises(LearningSettingError, match="must be a number"):
+        partition("quantity", y, 2)
+    with pytest.raises(LearningSettingError, match="at least 1"):
+        partition("iid", y, 0)
 
 
 def test_batch_plan_steps_and_epochs():

@@ -32,8 +32,19 @@ def source_help() -> str:
     return f"data source: {usages()}"
 
 
-
 def model_help() -> str:
     from p2pfl.learning.models import MODELS
 
     return f"model: {MODELS.choices()} or python:MODULE:FUNCTION (your own)"
+
+
+def attack_help() -> str:
+    from p2pfl.sim.attacks import ATTACKS
+
+    return f"Byzantine members, NAME:FRACTION with NAME one of {ATTACKS.choices()} (e.g. sign_flip:0.2)"
+
+
+def partition_help() -> str:
+    from p2pfl.learning.partitions import usages
+
+    return f"how bundled data is split among the members: {usages()}"

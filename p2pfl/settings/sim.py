@@ -11,6 +11,7 @@ import typing
 from dataclasses import asdict, dataclass
 
 from p2pfl.errors import UserError
+from p2pfl.settings import choices
 from p2pfl.settings import fields as F
 from p2pfl.settings.fields import setting
 from p2pfl.tomlio import describe, matches
@@ -65,8 +66,7 @@ class SimConfig:
     dropout: float = setting(0.0, "chance a node is offline each round", metavar="P")
     stragglers: float = setting(0.0, "chance a node's update misses the round's deadline", metavar="P")
     message_loss: float = setting(0.0, "chance each message is lost", metavar="P")
-    attack: str | None = setting(None, "Byzantine members: sign_flip, gaussian, label_flip or alie, "
-                                 "e.g. sign_flip:0.2", metavar="NAME:FRACTION")
+    attack: str | None = setting(None, choices.attack_help, metavar="NAME:FRACTION")
     out: str | None = setting(None, "folder for metrics.csv, config.json and convergence.png")
 
     def to_dict(self) -> dict[str, object]:

@@ -21,7 +21,7 @@ from p2pfl.learning.params import flatten, num_params
 from p2pfl.learning.partition import partition
 from p2pfl.learning.trainer import OptimConfig
 from p2pfl.settings.sim import BASELINES, ENGINES, SimConfig, local_steps
-from p2pfl.sim.attacks import byzantine_nodes, flip_labels
+from p2pfl.sim.attacks import byzantine_nodes, poisoned_data
 from p2pfl.sim.data import NodeData
 from p2pfl.sim.exchange import Exchange
 from p2pfl.sim.faults import RoundFaults
@@ -157,8 +157,7 @@ def _run(
     bad = np.zeros(data.nodes, dtype=bool)
     if topo is not None and opts.attack is not None:
         bad = byzantine_nodes(data.nodes, opts.attack.fraction, cfg.seed)
-        if opts.attack.name == "label_flip":
-            data = flip_labels(data, bad)
+        data = poisoned_data(opts.attack, data, bad)
     honest = torch.from_numpy(np.flatnonzero(~bad))
     if cfg.engine == "vectorized":
         engine = VectorizedEngine(model, data, opt, flatten(model), dp=opts.dp, seed=cfg.seed, name=cfg.model)
