@@ -87,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="decrypt the key with the passphrase held in environment variable VAR")
     pid.set_defaults(func=_cmd_id)
 
-    c = sub.add_parser("components", help="list every aggregator, compression, topology, model and data "
-                       "source, with parameters and papers")
+    c = sub.add_parser("components", help="list every aggregator, compression, topology, model, data "
+                       "source, partition and attack, with parameters and papers")
     c.add_argument("kind", nargs="?", choices=[k.replace(" ", "_") for k in EXTENSION_POINTS],
                    help="only this extension point")
     c.add_argument("--markdown", action="store_true", help="print a Markdown table")
