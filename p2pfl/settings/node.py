@@ -32,6 +32,9 @@ class DataSection:
                                  "(required for a csv source)")
     partition: str = F.PARTITION.field()
     seed: int = F.SEED.field()
+    sql_query: str = F.SQL_QUERY.field()
+    sql_table: str = F.SQL_TABLE.field()
+    password_env: str = F.PASSWORD_ENV.field()
 
 @dataclass
 class ModelSection:
