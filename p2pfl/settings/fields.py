@@ -118,7 +118,7 @@ LR = Concept(0.05, "learning rate", positive())
 MOMENTUM = Concept(0.9, "SGD momentum (optimizer state stays local)")
 SEED = Concept(0, "random seed; the same at every member (same initial model, data split and graphs)")
 DATASET = Concept("digits", choices.source_help)
-LABEL_COLUMN = Concept("label", "label column of a CSV table")
+LABEL_COLUMN = Concept("label", "label column of a hospital's table (csv, parquet, sql)")
 PARTITION = Concept("iid", "how bundled data is split among the members: iid, dirichlet:ALPHA, "
                     "quantity:ALPHA, site or shift:SIGMA")
 MODEL = Concept("mlp", choices.model_help, _model)

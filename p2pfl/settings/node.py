@@ -29,7 +29,7 @@ class DataSection:
     source: str = F.DATASET.field()
     label_column: str = F.LABEL_COLUMN.field()
     classes: list[str] = setting([], "label values, in the same order at every hospital "
-                                 "(required for a csv source)")
+                                 "(required for a hospital's own table: a csv, parquet or sql source)")
     partition: str = F.PARTITION.field()
     seed: int = F.SEED.field()
     sql_query: str = F.SQL_QUERY.field()
