@@ -26,7 +26,7 @@ _SELECT = re.compile(r"\s*(\(\s*)*(select|with|values)\b", re.IGNORECASE)
 
 def check_query(query: str) -> None:
     """Refuse a query that is not a SELECT (the settings check and the loader both call this)."""
-    if query and not _SELECT.match(query):
+    if query.strip() and not _SELECT.match(query):
         raise LearningSettingError(f"must be a SELECT query, got {query.split()[0]!r}")
 
 
@@ -68,7 +68,7 @@ def relocate(argument: str, base: Path) -> str:
 
 
 def _statement(options: Mapping[str, str], where: str, quote: Any) -> str:
-    query, table = options.get(QUERY, ""), options.get(TABLE, "")
+    query, table = options.get(QUERY, "").strip(), options.get(TABLE, "").strip()
     if bool(query) == bool(table):
         raise LearningSettingError(f"{where}: set {QUERY} (a SELECT) or {TABLE}, exactly one of them")
     if query:
