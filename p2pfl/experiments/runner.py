@@ -21,7 +21,7 @@ from pathlib import Path
 from p2pfl.errors import BAD_INPUT, UserError
 from p2pfl.experiments.spec import Experiment, PlannedRun, load_experiment, plan_runs
 from p2pfl.experiments.store import ResultsStore
-from p2pfl.learning.sources import resolve_spec
+from p2pfl.learning.sources import resolve_spec, source_options
 from p2pfl.settings.sim import SimConfig
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -119,10 +119,12 @@ def check_plan(exp: Experiment, plan: list[PlannedRun]) -> None:
                                     "(set allow_disconnected = true to run it anyway)")
             if exp.kind != "train":
                 continue
-            data_key = (cfg.dataset, cfg.label_column, cfg.site_column, cfg.nodes)
+            options = source_options(cfg.dataset, cfg)
+            data_key = (cfg.dataset, cfg.label_column, cfg.site_column, cfg.nodes, tuple(options.items()))
             if data_key not in datasets:
                 datasets[data_key] = load_dataset(cfg.dataset, seed=0, label_column=cfg.label_column,
-                                                  site_column=cfg.site_column, nodes=cfg.nodes)
+                                                  site_column=cfg.site_column, nodes=cfg.nodes,
+                                                  options=options)
             ds = datasets[data_key]
             if (data_key, cfg.partition) not in parts:
                 parts.add((data_key, cfg.partition))

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from p2pfl.errors import UserError
 from p2pfl.experiments.columns import COLUMNS
-from p2pfl.settings.sim import ROBUSTNESS_DEFAULTS, SimConfig, check_sim_table
+from p2pfl.settings.sim import KEYLESS_DEFAULTS, SimConfig, check_sim_table
 from p2pfl.tomlio import read_toml
 
 KINDS = ("train", "consensus")
@@ -181,7 +181,7 @@ def run_key(kind: str, run: str, cfg: SimConfig) -> str:
     """A stable 16-hex-digit key of everything that determines a run's result."""
     settings = cfg.to_dict()
     settings.pop("out", None)
-    for key, default in ROBUSTNESS_DEFAULTS.items():
+    for key, default in KEYLESS_DEFAULTS.items():
         if settings.get(key) == default:
             settings.pop(key)
     blob = json.dumps({"kind": kind, "run": run, "config": settings}, sort_keys=True)

@@ -1,12 +1,13 @@
 """Datasets: a data source's table split (stratified) into train and test, standardised.
 
-The sources (bundled tables, a seeded synthetic task, CSV files) are the modules of
+The sources (bundled tables, a seeded synthetic task, CSV and Parquet files, SQL databases) are the modules of
 `p2pfl.learning.sources`; this module turns any of them into a `Dataset`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,14 +53,17 @@ def load_dataset(
     site_column: str | None = None,
     nodes: int | None = None,
     classes: list[str] | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> Dataset:
     """Load the data source `spec` names (`breast_cancer`, `synthetic:k=v,...`, `csv:PATH`, ...).
 
     For a CSV, `classes` fixes the label order (every hospital must map labels alike);
     without it the labels found are sorted. `nodes` is the default number of synthetic sites.
+    `options` are the source's options that are set (`source_options`: the sql source's query).
     """
     source, argument = source_of(spec)
-    table = source.load(Request(spec, argument, seed, label_column, site_column, nodes, classes))
+    table = source.load(Request(spec, argument, seed, label_column, site_column, nodes, classes,
+                                 dict(options or {})))
     return _split(table, seed, test_fraction, source.input_shape(table.x.shape[1]))
 
 

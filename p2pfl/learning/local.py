@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,16 +49,18 @@ def load_local(
     classes: list[str] | None = None,
     partition_spec: str = "iid",
     seed: int = 0,
+    options: Mapping[str, str] | None = None,
 ) -> LocalData:
     """Load this node's data.
 
-    A source that is not shared (`csv:PATH`) is the hospital's own table: its rows are split
+    `options` are the source's options that are set (the sql source's query, password_env).
+    A source that is not shared (`csv:PATH`, `sql:URL`, ...) is the hospital's own table: its rows are split
     80/20 into training and validation. A shared source (bundled or synthetic data) is a trial:
     every member loads the same table and the same partition (same seed), keeps shard `index`
     for training and validates on the shared test split.
     """
     ds = load_dataset(source, seed=seed, label_column=label_column, nodes=members,
-                      classes=classes or None)
+                      classes=classes or None, options=options)
     if not source_of(source)[0].shared:
         x_tr, y_tr = ds.x_train, ds.y_train
         sizes, row = np.array([len(y_tr)]), 0

@@ -24,7 +24,7 @@ from p2pfl.learning.local import LocalData, load_local
 from p2pfl.learning.models import build_model
 from p2pfl.learning.params import fingerprint, flatten, param_specs
 from p2pfl.learning.privacy import epsilon
-from p2pfl.learning.sources import resolve_spec
+from p2pfl.learning.sources import resolve_spec, source_options
 from p2pfl.learning.trainer import OptimConfig, make_optimizer
 from p2pfl.net import checkpoint
 from p2pfl.net.eventlog import EventLog
@@ -162,7 +162,7 @@ def _learner(settings: NodeSettings, identity: Identity) -> tuple[Learner, torch
     d, t = settings.data, settings.training
     source = resolve_spec(d.source, settings.base_dir)  # a relative path: beside node.toml
     data = load_local(source, identity.index, len(identity.members), d.label_column, d.classes,
-                      d.partition, d.seed)
+                      d.partition, d.seed, source_options(source, d))
     model = build_model(settings.model.kind, data.input_shape, data.n_classes,
                         tuple(settings.model.hidden), seed=t.seed)
     optimizer = make_optimizer(model, OptimConfig(t.optimizer, t.lr, t.momentum))

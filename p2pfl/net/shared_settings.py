@@ -2,8 +2,10 @@
 
 Their digests make the consortium ID (p2pfl.protocol.consortium), signed into every update, so
 an update of one consortium or run is refused by every other, naming the sections that differ.
-Local settings (key, listen address, state folder, threads, timeouts, size limits, the path of
-a hospital's own table) are left out: they may differ between members.
+Local settings (key, listen address, state folder, threads, timeouts, size limits, where a
+hospital's own table is: its path, or its database URL, sql_query, sql_table and password_env)
+are left out: they may differ between members. Of an own table only the source's kind is shared
+(`csv`, `parquet`, `sql`); the label column and the classes fix what its rows mean.
 """
 
 from __future__ import annotations

@@ -79,6 +79,12 @@ def _compression(value: object) -> str | None:
     return parsed_by(parse_compression)(value)
 
 
+def _sql_query(value: object) -> str | None:
+    from p2pfl.learning.sources.sql import check_query
+
+    return parsed_by(check_query)(value)
+
+
 def _model(value: object) -> str | None:
     from p2pfl.learning.models import check_model_spec
 
@@ -112,7 +118,7 @@ LR = Concept(0.05, "learning rate", positive())
 MOMENTUM = Concept(0.9, "SGD momentum (optimizer state stays local)")
 SEED = Concept(0, "random seed; the same at every member (same initial model, data split and graphs)")
 DATASET = Concept("digits", choices.source_help)
-LABEL_COLUMN = Concept("label", "label column of a CSV table")
+LABEL_COLUMN = Concept("label", "label column of a hospital's table (csv, parquet, sql)")
 PARTITION = Concept("iid", choices.partition_help)
 MODEL = Concept("mlp", choices.model_help, _model)
 HIDDEN = Concept([32], "MLP hidden layer sizes", lambda v: None if all(h >= 1 for h in v)
@@ -122,10 +128,17 @@ MIXING = Concept("metropolis_hastings", "mixing weights: metropolis_hastings, ma
 AGGREGATOR = Concept("mean", choices.aggregator_help, _aggregator)
 COMPRESSION = Concept("none", choices.compression_help, _compression)
 DP_DELTA = Concept(1e-5, "DP-SGD: epsilon is reported at this delta")
+# Options of a data source (p2pfl.learning.sources: DataSource.options), here the sql source's.
+SQL_QUERY = Concept("", "sql source: the SELECT that gives the rows, in its order (or sql_table)",
+                    _sql_query)
+SQL_TABLE = Concept("", "sql source: the table whose rows are read (or sql_query)")
+PASSWORD_ENV = Concept("", "sql source: the environment variable holding the database password "
+                       "(never in a file or the URL)")
 
 SHARED: dict[str, Concept] = {
     "rounds": ROUNDS, "local_steps": LOCAL_STEPS, "batch_size": BATCH_SIZE, "optimizer": OPTIMIZER,
     "lr": LR, "momentum": MOMENTUM, "seed": SEED, "dataset": DATASET, "label_column": LABEL_COLUMN,
     "partition": PARTITION, "model": MODEL, "hidden": HIDDEN, "topology": TOPOLOGY, "mixing": MIXING,
     "aggregator": AGGREGATOR, "compression": COMPRESSION, "delta": DP_DELTA,
+    "sql_query": SQL_QUERY, "sql_table": SQL_TABLE, "password_env": PASSWORD_ENV,
 }

@@ -29,9 +29,12 @@ class DataSection:
     source: str = F.DATASET.field()
     label_column: str = F.LABEL_COLUMN.field()
     classes: list[str] = setting([], "label values, in the same order at every hospital "
-                                 "(required for a csv source)")
+                                 "(required for a hospital's own table: a csv, parquet or sql source)")
     partition: str = F.PARTITION.field()
     seed: int = F.SEED.field()
+    sql_query: str = F.SQL_QUERY.field()
+    sql_table: str = F.SQL_TABLE.field()
+    password_env: str = F.PASSWORD_ENV.field()
 
 @dataclass
 class ModelSection:

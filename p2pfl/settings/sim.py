@@ -26,6 +26,14 @@ ROBUSTNESS_DEFAULTS: dict[str, object] = {
     "stragglers": 0.0, "message_loss": 0.0, "attack": None,
 }
 
+# Data-source options (the sql source's): at their defaults, left out of the run key too.
+SOURCE_DEFAULTS: dict[str, object] = {
+    "sql_query": F.SQL_QUERY.default, "sql_table": F.SQL_TABLE.default,
+    "password_env": F.PASSWORD_ENV.default,
+}
+# Every setting a run key leaves out at its default (p2pfl.experiments.spec.run_key).
+KEYLESS_DEFAULTS: dict[str, object] = {**ROBUSTNESS_DEFAULTS, **SOURCE_DEFAULTS}
+
 
 def _hidden_text(sizes: list[int]) -> str:
     return ",".join(str(h) for h in sizes)
@@ -59,6 +67,9 @@ class SimConfig:
     eval_every: int = setting(10, "evaluate every this many rounds")
     label_column: str = F.LABEL_COLUMN.field()
     site_column: str | None = setting(None, "site column of a CSV dataset (for --partition site)")
+    sql_query: str = F.SQL_QUERY.field()
+    sql_table: str = F.SQL_TABLE.field()
+    password_env: str = F.PASSWORD_ENV.field()
     allow_disconnected: bool = setting(False, "simulate a disconnected topology anyway")
     aggregator: str = F.AGGREGATOR.field()
     compression: str = F.COMPRESSION.field()

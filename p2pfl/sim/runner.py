@@ -19,6 +19,7 @@ from p2pfl.learning.datasets import Dataset, load_dataset
 from p2pfl.learning.models import build_model, check_model_spec, parse_hidden
 from p2pfl.learning.params import flatten, num_params
 from p2pfl.learning.partition import partition
+from p2pfl.learning.sources import source_options
 from p2pfl.learning.trainer import OptimConfig
 from p2pfl.settings.sim import BASELINES, ENGINES, SimConfig, local_steps
 from p2pfl.sim.attacks import byzantine_nodes, poisoned_data
@@ -105,7 +106,8 @@ def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
         )
     check_against_topology(parse_robustness(cfg), topo)
     ds = load_dataset(cfg.dataset, seed=cfg.seed, label_column=cfg.label_column,
-                      site_column=cfg.site_column, nodes=cfg.nodes)
+                      site_column=cfg.site_column, nodes=cfg.nodes,
+                      options=source_options(cfg.dataset, cfg))
     part = partition(cfg.partition, ds.y_train, cfg.nodes, seed=cfg.seed,
                      site=ds.site_train, n_features=ds.n_features)
     return ds, NodeData.build(ds, part), topo

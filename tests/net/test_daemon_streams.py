@@ -82,3 +82,27 @@ def test_a_relative_csv_path_is_read_beside_node_toml(consortium, tmp_path, monk
                       load_roster(c.folder / "roster.toml"), EventLog("hospital-1", io.StringIO()))
     assert len(node.data.y_train) + len(node.data.y_val) == 40
     node.state_lock.release()
+
+
+def test_a_relative_sqlite_source_is_read_beside_node_toml(consortium, tmp_path, monkeypatch):
+    import sqlite3
+
+    c = consortium(nodes=2, rounds=1)
+    with sqlite3.connect(c.folder / "hospital-1" / "ehr.db") as conn:
+        conn.execute("CREATE TABLE visits (id INTEGER, a REAL, b REAL, outcome TEXT)")
+        conn.executemany("INSERT INTO visits VALUES (?, ?, ?, ?)",
+                         [(i, i * 0.1, i % 3 * 0.5, "yes" if i % 2 else "no") for i in range(40)])
+    conn.close()
+    c.configure("data", 'source = "sql:sqlite:///ehr.db"\nlabel_column = "outcome"\nclasses = ["no", "yes"]\n'
+                'sql_query = "SELECT a, b, outcome FROM visits WHERE id < 30 ORDER BY id"')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the daemon is started from another folder
+    from p2pfl.files.keys import load_key
+    from p2pfl.files.roster_file import load_roster
+
+    node = Node.build(node_settings(c.configs["hospital-1"]), load_key(c.folder / "hospital-1" / "node.key"),
+                      load_roster(c.folder / "roster.toml"), EventLog("hospital-1", io.StringIO()))
+    assert len(node.data.y_train) + len(node.data.y_val) == 30 and node.data.n_features == 2
+    assert not (elsewhere / "ehr.db").exists()
+    node.state_lock.release()

@@ -13,15 +13,15 @@ from p2pfl.learning.sources import SOURCES, source_of, usages
 
 
 def test_registry_lists_every_source_with_its_usage():
-    assert SOURCES.names() == ("breast_cancer", "csv", "digits", "synthetic")
-    assert usages() == "breast_cancer, csv:PATH, digits, synthetic[:k=v,...]"
+    assert SOURCES.names() == ("breast_cancer", "csv", "digits", "parquet", "sql", "synthetic")
+    assert usages() == "breast_cancer, csv:PATH, digits, parquet:PATH, sql:URL, synthetic[:k=v,...]"
     assert [p.key for p in source_of("synthetic")[0].params] == ["sites", "samples", "features",
                                                                   "classes", "shift"]
 
 
 def test_unknown_dataset():
     with pytest.raises(LearningSettingError, match="unknown data source 'mnist'; choose one of "
-                                        "breast_cancer, csv, digits, synthetic"):
+                                        "breast_cancer, csv, digits, parquet, sql, synthetic"):
         load_dataset("mnist")
 
 

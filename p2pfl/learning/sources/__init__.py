@@ -4,12 +4,16 @@ A source is named in settings as `name` or `name:ARGUMENT` (`csv:PATH`, `synthet
 A *shared* source is a table every member loads identically and partitions among themselves
 (bundled or synthetic data: a trial); a source that is not shared is a hospital's own table,
 never partitioned, only split into training and validation rows.
+
+A source that needs more than its argument (the sql source's query) names its *options*: keys
+of the settings schema (node.toml's [data], the simulator's SimConfig) that `source_options`
+carries to its loader in `Request.options`, as text, only when set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,11 @@ class Request:
     site_column: str | None = None
     nodes: int | None = None
     classes: list[str] | None = None
+    options: Mapping[str, str] = field(default_factory=dict)  # the source's options that are set
+
+    def option(self, key: str) -> str:
+        """The option `key`, "" when it is not set."""
+        return self.options.get(key, "")
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,9 @@ class DataSource:
     required: bool = False  # the argument must be given
     path: bool = False  # the argument is a file path; a relative one is relative to a base folder
     row_shape: tuple[int, ...] | None = None  # shape of one row as the model sees it (images)
+    options: tuple[str, ...] = ()  # settings keys the loader reads from Request.options
+    # the argument with a relative path inside it taken relative to a folder (an sqlite URL's file)
+    relocate: Callable[[str, Path], str] | None = None
 
     @property
     def usage(self) -> str:
@@ -70,6 +82,8 @@ class DataSource:
 
     def resolve(self, argument: str, base: Path) -> str:
         """The argument with a relative path taken relative to `base`; others unchanged."""
+        if self.relocate is not None:
+            return self.relocate(argument, base)
         if not self.path or Path(argument).is_absolute():
             return argument
         return (base / argument).as_posix()
@@ -101,6 +115,14 @@ def resolve_spec(spec: str, base: Path) -> str:
     source, argument = source_of(spec)
     resolved = source.resolve(argument, base)
     return spec if resolved == argument else f"{source.name}:{resolved}"
+
+
+def source_options(spec: str, settings: object) -> dict[str, str]:
+    """The options of the source `spec` names that `settings` (a DataSection, a SimConfig: any
+    object with those attributes) sets, as text."""
+    source, _ = source_of(spec)
+    values = {key: getattr(settings, key, None) for key in source.options}
+    return {key: str(value) for key, value in values.items() if value not in (None, "")}
 
 
 def usages() -> str:
