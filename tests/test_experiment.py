@@ -94,6 +94,8 @@ def test_run_key_is_stable_and_covers_every_setting():
     cfg = SimConfig(dataset="digits", nodes=16, topology="ring", rounds=10, seed=1)
     assert run_key("train", "decentralized", cfg) == run_key("train", "decentralized", SimConfig(
         dataset="digits", nodes=16, topology="ring", rounds=10, seed=1, out="elsewhere"))
+    assert run_key("train", "decentralized", cfg) == run_key("train", "decentralized", SimConfig(
+        dataset="digits", nodes=16, topology="ring", rounds=10, seed=1, password_env="DB_PASSWORD"))
     others = [SimConfig(dataset="digits", nodes=16, topology="ring", rounds=10, seed=2),
               SimConfig(dataset="digits", nodes=16, topology="ring", rounds=10, seed=1, lr=0.1)]
     keys = {run_key("train", "decentralized", c) for c in [cfg, *others]}

@@ -37,6 +37,7 @@ from p2pfl.settings.sim import KEYLESS_DEFAULTS, SimConfig, check_sim_table
 from p2pfl.tomlio import read_toml
 
 KINDS = ("train", "consensus")
+NOT_RESULTS = ("out", "password_env")  # settings that cannot change a run's numbers
 BASELINE_NAMES = ("centralized", "local")
 NETWORK_KEYS = frozenset({"topology", "param", "mixing", "allow_disconnected"})
 META_KEYS = ("name", "description", "kind", "seeds", "baselines", "columns", "target", "grid", "quick",
@@ -180,7 +181,8 @@ def plan_runs(exp: Experiment) -> list[PlannedRun]:
 def run_key(kind: str, run: str, cfg: SimConfig) -> str:
     """A stable 16-hex-digit key of everything that determines a run's result."""
     settings = cfg.to_dict()
-    settings.pop("out", None)
+    for key in NOT_RESULTS:
+        settings.pop(key, None)
     for key, default in KEYLESS_DEFAULTS.items():
         if settings.get(key) == default:
             settings.pop(key)
