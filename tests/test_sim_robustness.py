@@ -18,14 +18,7 @@ from p2pfl.sim.attacks import ATTACKS, byzantine_nodes
 from p2pfl.sim.report import summary
 from p2pfl.sim.runner import prepare, simulate
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: these small runs are 20x slower when threads fight over shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 DIGITS = dict(dataset="digits", nodes=16, topology="exponential", rounds=50, eval_every=50, seed=1)

@@ -10,6 +10,8 @@ from p2pfl.sim.attacks import attacked_messages
 from p2pfl.sim.attacks.alie import alie_z
 from p2pfl.sim.options import Attack
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_z_is_the_papers_z_max():
     # n = 16, f = 3: s = floor(9) - 3 = 6, z = Phi^-1(10 / 16)

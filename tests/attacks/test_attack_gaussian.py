@@ -7,6 +7,8 @@ import torch
 from p2pfl.sim.attacks import attacked_messages
 from p2pfl.sim.options import Attack
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 BAD = np.array([True, False] * 50)
 
 

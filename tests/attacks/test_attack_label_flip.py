@@ -1,11 +1,14 @@
 """The label-flipping attack: poisoned data, honest messages."""
 
 import numpy as np
+import pytest
 import torch
 
 from p2pfl.sim.attacks import attacked_messages, flip_labels, poisoned_data
 from p2pfl.sim.data import NodeData
 from p2pfl.sim.options import Attack
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data() -> NodeData:

@@ -1,12 +1,15 @@
 """The sign-flipping attack."""
 
 import numpy as np
+import pytest
 import torch
 
 from p2pfl.settings.sim import SimConfig
 from p2pfl.sim.attacks import attacked_messages, poisoned_data
 from p2pfl.sim.options import Attack
 from p2pfl.sim.runner import simulate
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DIGITS = dict(dataset="digits", nodes=16, topology="exponential", rounds=50, eval_every=50, seed=1)
 
