@@ -102,9 +102,17 @@ def check_consortium(update: ModelUpdate, mine: Consortium) -> None:
     """Raise ProtocolViolation, naming the sections that differ, unless `update` is of `mine`.
 
     Called on a decoded update, whose signature verified: the sender is of another consortium."""
-    if update.consortium == mine.id:
-        return
-    theirs = update.sections
+    reason = differences(update.consortium, update.sections, mine)
+    if reason is not None:
+        raise ProtocolViolation(reason)
+
+
+def differences(their_id: bytes, their_sections: Mapping[str, bytes], mine: Consortium) -> str | None:
+    """None if `their_id` is `mine`; else one line naming the sections that differ (digests
+    full or short: compared on their first SHORT_DIGEST_SIZE bytes)."""
+    if their_id == mine.id:
+        return None
+    theirs = {name: digest[:SHORT_DIGEST_SIZE] for name, digest in their_sections.items()}
     ours = mine.short_sections()
     changed = sorted(n for n in ours.keys() & theirs.keys() if ours[n] != theirs[n])
     parts = [f"different settings in {', '.join(changed)}"] if changed else []
@@ -114,11 +122,9 @@ def check_consortium(update: ModelUpdate, mine: Consortium) -> None:
         parts.append(f"sections only this node has: {', '.join(only_ours)}")
     if not parts:  # the short digests all match, the IDs do not: the header contradicts itself
         parts.append("every section digest the sender lists matches this node's")
-    raise ProtocolViolation(
-        f"consortium {update.consortium.hex()[:SHORT_ID]} differs from this node's "
-        f"{mine.id.hex()[:SHORT_ID]}: {'; '.join(parts)} "
-        "(the members' rosters or settings are not the same)"
-    )
+    return (f"consortium {their_id.hex()[:SHORT_ID]} differs from this node's "
+            f"{mine.id.hex()[:SHORT_ID]}: {'; '.join(parts)} "
+            "(the members' rosters or settings are not the same)")
 
 
 def _plain(value: object, where: str) -> object:
