@@ -7,6 +7,8 @@ Exit codes of every `p2pfl` command (documented in the README):
     3  the node could not write its state (disk full, I/O error); the last good checkpoint is kept
     4  already running: the state folder is locked by another node, or the listen address is in use
     5  a checked artefact is invalid (`p2pfl inspect`: bad signature or corrupt payload)
+    6  peers did not come: the start quorum (gossip.min_peers) was not reached before
+       gossip.start_timeout
   130  interrupted at the terminal
 
 Who raises what:
@@ -32,6 +34,7 @@ EXIT_USAGE = 2
 EXIT_STATE_WRITE = 3
 EXIT_IN_USE = 4
 EXIT_INVALID = 5
+EXIT_NO_QUORUM = 6
 
 
 class UserError(Exception):

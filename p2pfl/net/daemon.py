@@ -19,15 +19,16 @@ import numpy as np
 import torch
 import trio
 
-from p2pfl.errors import BAD_INPUT, EXIT_OK, InUseError, StateWriteError, UserError
+from p2pfl.errors import BAD_INPUT, EXIT_NO_QUORUM, EXIT_OK, InUseError, StateWriteError, UserError
 from p2pfl.learning.privacy import dp_train_steps
 from p2pfl.learning.trainer import accuracy, train_steps
-from p2pfl.net import checkpoint, transfer
+from p2pfl.net import checkpoint, quorum, transfer
 from p2pfl.net.assembly import Parts, assemble, load_files
 from p2pfl.net.eventlog import EventLog
-from p2pfl.net.host import PROTOCOL, make_host, multiaddrs, peer_id, quiet_libp2p_logs
+from p2pfl.net.host import HELLO_PROTOCOL, PROTOCOL, make_host, multiaddrs, peer_id, quiet_libp2p_logs
+from p2pfl.protocol import hello
 from p2pfl.protocol.codec import decode, encode
-from p2pfl.protocol.consortium import check_consortium
+from p2pfl.protocol.consortium import check_consortium, differences
 from p2pfl.protocol.messages import InvalidMessage, ProtocolViolation
 from p2pfl.protocol.multiaddr import InvalidMultiaddr, parse_multiaddr
 from p2pfl.protocol.roster import Roster
@@ -72,6 +73,7 @@ class Node:
         # reading it (and never above gossip.max_update_mb).
         self.max_bytes = min(int(g.max_update_mb * 1e6), 4 * self.n_params + HEADER_ALLOWANCE)
         self.receiving: dict[str, int] = {}  # transfers in progress, per peer
+        self.hellos: dict[str, int] = {}  # inbound hellos in progress, per peer
         self.wire_events: dict[int, trio.Event] = {}
         self.stats: dict[int, dict[str, float]] = {}
         self.done = trio.Event()
@@ -114,6 +116,7 @@ class Node:
         self.host = make_host(self.key, allowed=self.allowed, on_refused=self._stranger,
                               on_ip_refused=self._ip_refused)
         self.host.set_stream_handler(TProtocol(PROTOCOL), self._on_stream)
+        self.host.set_stream_handler(TProtocol(HELLO_PROTOCOL), self._on_hello)
         listen = multiaddrs([self.settings.node.listen])
         async with self.host.run(listen_addrs=listen), trio.open_nursery() as nursery:
             if not self.host.get_addrs():
@@ -121,6 +124,7 @@ class Node:
             self.nursery = nursery
             self.log.info("listening", addrs=",".join(str(a) for a in self.host.get_addrs()))
             nursery.start_soon(self._watch_signals)
+            await self._start_quorum()
             await self._dispatch(self.machine.start())
             await self.done.wait()
             # finished: let the last sends reach the neighbours (a signal cuts this short)
@@ -132,6 +136,72 @@ class Node:
                 await _quiet(self.host.close())
         self.log.flush_suppressed()
         return self.exit_code
+
+    async def _start_quorum(self) -> None:
+        """At round 0, wait for gossip.min_peers in-neighbours (p2pfl.net.quorum); a stop by
+        signal ends the wait, a timeout stops the node with EXIT_NO_QUORUM."""
+        g = self.settings.gossip
+        peers = self.machine.in_peers(0)
+        need = quorum.needed(g.min_peers, peers)
+        if self.machine.round > 0 or need == 0:
+            return
+        reached = False
+        with trio.CancelScope() as scope:
+            self.nursery.start_soon(_cancel_when, self.done, scope)
+            reached = await quorum.gather(peers, need, self._greet, self.names, self.log, g.start_timeout)
+        if not reached and not self.stopping.is_set():
+            self._stop(EXIT_NO_QUORUM)
+
+    async def _greet(self, peer: str) -> str | None:
+        """Say hello to `peer`: None if it answered with this consortium, else what differs."""
+        stream = None
+        try:
+            pid = await self._connect(peer)
+            with trio.fail_after(self.timeouts.connect):
+                stream = await self.host.new_stream(pid, [HELLO_PROTOCOL])
+            mine = hello.pack(self.key, self.consortium, hello.Role.HELLO, recipient=peer)
+            await transfer.write_all(stream, hello.frame(mine), self.timeouts)
+            raw = await quorum.read_hello(stream, self.timeouts)
+            await stream.close()
+        except BaseException:
+            if stream is not None:
+                with trio.move_on_after(1):
+                    await _quiet(stream.reset())
+            raise
+        try:
+            theirs = hello.parse(raw, sender=peer, recipient=self.self_id, role=hello.Role.REPLY)
+        except InvalidMessage as exc:
+            self.log.warn_limited("hello_rejected", peer, peer=self.names[peer], reason=str(exc))
+            raise
+        return differences(theirs.id, theirs.sections, self.consortium)
+
+    async def _on_hello(self, stream) -> None:
+        """Answer a member's hello with this node's consortium; name what differs, if anything."""
+        peer = stream.muxed_conn.peer_id.to_base58()
+        if peer not in self.names:  # the host's gate refuses strangers; this is defence in depth
+            self._stranger(peer, "peer ID not in the roster")
+            await _quiet(stream.reset())
+            return
+        if self.hellos.get(peer, 0) >= quorum.MAX_HELLOS:
+            await _quiet(stream.reset())
+            return
+        self.hellos[peer] = self.hellos.get(peer, 0) + 1
+        try:
+            theirs = hello.parse(await quorum.read_hello(stream, self.timeouts), sender=peer,
+                                 recipient=self.self_id, role=hello.Role.HELLO)
+            mine = hello.pack(self.key, self.consortium, hello.Role.REPLY, recipient=peer)
+            await transfer.write_all(stream, hello.frame(mine), self.timeouts)
+            await stream.close()
+        except Exception as exc:  # noqa: BLE001 - a bad hello: one line, reset, go on
+            self.log.warn_limited("hello_rejected", peer, peer=self.names[peer], reason=_reason(exc))
+            with trio.move_on_after(1):
+                await _quiet(stream.reset())
+            return
+        finally:
+            self.hellos[peer] -= 1
+        reason = differences(theirs.id, theirs.sections, self.consortium)
+        if reason is not None:
+            self.log.warn_limited("consortium_mismatch", peer, peer=self.names[peer], reason=reason)
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -489,6 +559,11 @@ def _check_listen(listen: str) -> None:
 
 def _span(stats: dict, a: str, b: str) -> float | None:
     return round(stats[b] - stats[a], 4) if a in stats and b in stats else None
+
+
+async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 async def _quiet(awaitable) -> None:

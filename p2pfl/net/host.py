@@ -34,6 +34,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from p2pfl.net import libp2p_fixes
 
 PROTOCOL = "/p2pfl/update/1.0.0"
+HELLO_PROTOCOL = "/p2pfl/hello/1.0.0"  # the start quorum (p2pfl.net.quorum)
 
 
 def key_pair(key: Ed25519PrivateKey) -> KeyPair:

@@ -5,7 +5,8 @@ an update of one consortium or run is refused by every other, naming the section
 Local settings (key, listen address, state folder, threads, timeouts, size limits, where a
 hospital's own table is: its path, or its database URL, sql_query, sql_table and password_env)
 are left out: they may differ between members. Of an own table only the source's kind is shared
-(`csv`, `parquet`, `sql`); the label column and the classes fix what its rows mean.
+(`csv`, `parquet`, `sql`); the label column and the classes fix what its rows mean. The start
+quorum `gossip.min_peers` is shared (all members start alike), its `start_timeout` is local.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def shared_sections(settings: NodeSettings, roster: Roster) -> dict[str, object]
                      "batch_size": t.batch_size, "optimizer": t.optimizer, "lr": t.lr,
                      "momentum": t.momentum, "seed": t.seed},
         "gossip": {"topology": g.topology, "params": dict(g.params), "mixing": g.mixing,
-                   "seed": g.seed, "aggregator": g.aggregator, "compression": g.compression},
+                   "seed": g.seed, "aggregator": g.aggregator, "compression": g.compression,
+                   "min_peers": g.min_peers},
         "privacy": {"noise": p.noise, "clip": p.clip, "delta": p.delta},
     }

@@ -70,6 +70,12 @@ class GossipSection:
                         "from this seed")
     round_timeout: float = setting(30.0, "seconds to wait for the neighbours after sending",
                                    positive("seconds"))
+    min_peers: int = setting(-1, "before round 0, wait until this many in-neighbours of round 0 are "
+                             "reachable and of the same consortium (-1: all of them; 0: do not wait)",
+                             lambda v: None if v >= -1 else "must be -1 (all), 0 (do not wait) or a "
+                             "number of peers")
+    start_timeout: float = setting(600.0, "seconds to wait for min_peers before giving up (exit 6)",
+                                   positive("seconds"))
     aggregator: str = F.AGGREGATOR.field()
     compression: str = F.COMPRESSION.field()
     max_update_mb: float = setting(512.0, "larger updates are refused before they are read", positive())

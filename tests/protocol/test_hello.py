@@ -25,7 +25,8 @@ def test_round_trip_gives_the_senders_consortium():
 
 
 def test_another_consortium_names_the_differing_section():
-    got = hello.parse(hello.pack(BOB, THEIRS, Role.REPLY, recipient=A), sender=B, recipient=A, role=Role.REPLY)
+    reply = hello.pack(BOB, THEIRS, Role.REPLY, recipient=A)
+    got = hello.parse(reply, sender=B, recipient=A, role=Role.REPLY)
     reason = differences(got.id, got.sections, OURS)
     assert reason is not None and "different settings in training" in reason
     assert "different settings in training (" in reason  # training only
