@@ -124,6 +124,8 @@ def test_a_new_node_settings_object_has_its_own_lists():
     ("gossip", 'aggregator = "avg"', "gossip.aggregator is not valid: unknown aggregator 'avg'"),
     ("gossip", 'compression = "zip"', "gossip.compression is not valid: unknown compression 'zip'"),
     ("gossip", "max_update_mb = 0", "gossip.max_update_mb must be positive"),
+    ("gossip", "min_peers = -2", "gossip.min_peers must be -1 (all), 0 (do not wait) or a number"),
+    ("gossip", "start_timeout = 0", "gossip.start_timeout must be positive"),
 ])
 def test_field_checks_name_file_key_and_reason(tmp_path, section, line, message):
     raw = tomllib.loads(node_template("a"))

@@ -44,11 +44,12 @@ class Consortium:
                 [*argv, "--config", str(self.configs[name])],
                 stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
-    def configure(self, section: str, lines: str) -> None:
-        """Set `key = value` lines (TOML) in `[section]` of every node's config (replacing a key
-        that is already there). Values are not checked: a test may write a bad one on purpose."""
+    def configure(self, section: str, lines: str, *names: str) -> None:
+        """Set `key = value` lines (TOML) in `[section]` of the named nodes' configs (default:
+        every node's), replacing a key that is already there. Values are not checked: a test
+        may write a bad one on purpose."""
         values = tomllib.loads(lines)
-        for path in self.configs.values():
+        for path in (self.configs[n] for n in names or self.names):
             raw = read_toml(path)
             raw.setdefault(section, {}).update(values)  # type: ignore[union-attr]
             path.write_text(dumps_document(raw))

@@ -53,6 +53,7 @@ def test_node_with_missing_key_exits_2_without_traceback(tmp_path):
 
 def test_sigterm_stops_cleanly_and_keeps_the_checkpoint(consortium):
     c = consortium(nodes=3, rounds=50, round_timeout=2.0)
+    c.configure("gossip", "min_peers = 1")  # the start quorum: one neighbour is enough
     c.start("hospital-1", "hospital-2")  # hospital-3 absent: rounds wait for the deadline
     c.wait_for(lambda: len(c.metrics("hospital-1")) >= 1, what="a finished round")
     c.signal("hospital-1", signal.SIGTERM)
