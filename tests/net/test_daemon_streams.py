@@ -67,6 +67,26 @@ def test_an_update_whose_ack_cannot_be_sent_still_counts(consortium):
     assert peer_id_of(sender) in node.machine.claims and node.receiving[peer_id_of(sender)] == 0
 
 
+def test_a_hello_is_bounded_before_it_is_read(consortium):
+    from p2pfl.files.keys import load_key
+    from p2pfl.files.roster_file import load_roster
+    from p2pfl.net import quorum
+
+    c = consortium(nodes=3, rounds=2)
+    out = io.StringIO()
+    node = Node.build(node_settings(c.configs["hospital-1"]), load_key(c.folder / "hospital-1" / "node.key"),
+                      load_roster(c.folder / "roster.toml"), EventLog("hospital-1", out))
+    peer = peer_id_of(c.key("hospital-2"))
+    huge = ScriptedStream(peer, b"\xff\xff" + bytes(100))  # declares 65,535 bytes
+    busy = ScriptedStream(peer, b"")
+    trio.run(node._on_hello, huge)
+    assert huge.was_reset and "event=hello_rejected peer=hospital-2" in out.getvalue()
+    assert "exceeds the limit of 1143" in out.getvalue()
+    node.hellos[peer] = quorum.MAX_HELLOS  # as many in progress as a peer may have
+    trio.run(node._on_hello, busy)
+    assert busy.was_reset and node.hellos[peer] == quorum.MAX_HELLOS
+
+
 def test_a_relative_csv_path_is_read_beside_node_toml(consortium, tmp_path, monkeypatch):
     c = consortium(nodes=2, rounds=1)
     rows = "".join(f"{i * 0.1:.1f},{i % 3 * 0.5},{'yes' if i % 2 else 'no'}\n" for i in range(40))

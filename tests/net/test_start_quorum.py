@@ -58,3 +58,16 @@ def test_a_member_of_other_settings_is_named_at_both_ends_and_not_counted(consor
         assert [r["round"] for r in rows] == [0, 1, 2]
         assert all(r["missing"] == ["hospital-3"] for r in rows)
     assert "waiting_for=hospital-1,hospital-2" in _events(c.log("hospital-3"), "start_timeout")[0]
+
+
+def test_a_node_resuming_from_a_checkpoint_does_not_wait(consortium):
+    c = consortium(nodes=3, rounds=3, round_timeout=1.0)
+    c.configure("gossip", "start_timeout = 3.0")
+    assert c.kill_after("hospital-1", 1) >= 1
+    c.stop_all()
+    before = len(c.log("hospital-1"))
+    c.start("hospital-1")  # alone: at round >= 1 it runs its rounds by deadline
+    assert c.wait("hospital-1") == {"hospital-1": 0}
+    resumed = c.log("hospital-1")[before:]
+    assert "event=waiting_for_peers" not in resumed and "event=start_timeout" not in resumed
+    assert [r["round"] for r in c.metrics("hospital-1")] == [0, 1, 2]
