@@ -177,15 +177,9 @@ class Node:
 
     async def _on_hello(self, stream) -> None:
         """Answer a member's hello with this node's consortium; name what differs, if anything."""
-        peer = stream.muxed_conn.peer_id.to_base58()
-        if peer not in self.names:  # the host's gate refuses strangers; this is defence in depth
-            self._stranger(peer, "peer ID not in the roster")
-            await _quiet(stream.reset())
+        peer = await self._admitted(stream, self.hellos, quorum.MAX_HELLOS, "hello")
+        if peer is None:
             return
-        if self.hellos.get(peer, 0) >= quorum.MAX_HELLOS:
-            await _quiet(stream.reset())
-            return
-        self.hellos[peer] = self.hellos.get(peer, 0) + 1
         try:
             theirs = hello.parse(await quorum.read_hello(stream, self.timeouts), sender=peer,
                                  recipient=self.self_id, role=hello.Role.HELLO)
@@ -365,18 +359,9 @@ class Node:
         return pid
 
     async def _on_stream(self, stream) -> None:
-        peer = stream.muxed_conn.peer_id.to_base58()
-        if peer not in self.names:  # the host's gate refuses strangers; this is defence in depth
-            self._stranger(peer, "peer ID not in the roster")
-            await _quiet(stream.reset())
+        peer = await self._admitted(stream, self.receiving, MAX_INBOUND, "transfer")
+        if peer is None:
             return
-        name = self.names[peer]
-        if self.receiving.get(peer, 0) >= MAX_INBOUND:
-            self.log.warn_limited("transfer_refused", peer, peer=name,
-                                  reason=f"{MAX_INBOUND} transfers from it are in progress")
-            await _quiet(stream.reset())
-            return
-        self.receiving[peer] = self.receiving.get(peer, 0) + 1
         try:
             try:
                 round, payload = await transfer.receive(stream, self.max_bytes, self.timeouts,
@@ -393,6 +378,22 @@ class Node:
         except Exception as exc:  # noqa: BLE001 - the sender went away: its update still counts
             await self._transfer_failed(stream, peer, exc)
         await self._dispatch(actions)  # the machine has moved: its actions must run in any case
+
+    async def _admitted(self, stream, in_progress: dict[str, int], limit: int, kind: str) -> str | None:
+        """The sending member's peer ID, counted in `in_progress` (the caller counts it down);
+        None, the stream reset, for a stranger or a member with `limit` such streams open."""
+        peer = stream.muxed_conn.peer_id.to_base58()
+        if peer not in self.names:  # the host's gate refuses strangers; this is defence in depth
+            self._stranger(peer, "peer ID not in the roster")
+            await _quiet(stream.reset())
+            return None
+        if in_progress.get(peer, 0) >= limit:
+            self.log.warn_limited(f"{kind}_refused", peer, peer=self.names[peer],
+                                  reason=f"{limit} {kind}s from it are in progress")
+            await _quiet(stream.reset())
+            return None
+        in_progress[peer] = in_progress.get(peer, 0) + 1
+        return peer
 
     async def _transfer_failed(self, stream, peer: str, exc: Exception) -> None:
         reason = _reason(exc)
