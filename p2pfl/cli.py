@@ -70,9 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--config", type=Path, required=True, help="node.toml (see `p2pfl init`)")
     n.set_defaults(func=_cmd_node)
 
-    i = sub.add_parser("init", help="write a commented node.toml template")
+    i = sub.add_parser("init", help="write commented node.toml and plan.toml templates")
     i.add_argument("--out", type=Path, default=Path("node.toml"))
     i.add_argument("--name", default="my-hospital", help="this hospital's name in the roster")
+    i.add_argument("--plan", type=Path, help="where to write the plan template (default: plan.toml "
+                   "beside node.toml; an existing plan, e.g. the consortium's, is kept)")
     i.set_defaults(func=_cmd_init)
 
     k = sub.add_parser("keygen", help="create this node's Ed25519 key (mode 0600); prints the peer ID")
@@ -167,13 +169,24 @@ def _cmd_node(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
+    import os
+
     from p2pfl.atomic import write_atomic
-    from p2pfl.settings.toml_out import node_template
+    from p2pfl.settings.toml_out import node_template, plan_template
+    from p2pfl.tomlio import read_toml
 
     if args.out.exists():
         raise UserError(f"{args.out} exists; not overwriting it")
-    write_atomic(args.out, node_template(args.name))
-    print(f"wrote {args.out}; edit it, then: p2pfl keygen --out node.key")
+    plan = args.plan or args.out.parent / "plan.toml"
+    relative = os.path.relpath(plan.resolve(), args.out.resolve().parent)  # node.plan's form
+    write_atomic(args.out, node_template(args.name, relative))
+    if plan.exists():
+        read_toml(plan)  # an unreadable plan is said now
+        print(f"wrote {args.out} (kept the plan {plan}); edit it, then: p2pfl keygen --out node.key")
+    else:
+        write_atomic(plan, plan_template())
+        print(f"wrote {args.out} and {plan}; edit them (or propose a plan from a table: "
+              "p2pfl plan draft), then: p2pfl keygen --out node.key")
     return 0
 
 

@@ -1,6 +1,7 @@
 """`p2pfl demo`: a consortium of real node processes on 127.0.0.1, on bundled data.
 
-It generates a key, a roster entry and a node.toml per hospital, starts one `p2pfl node`
+It generates a key, a roster entry, a node.toml and a copy of the consortium's plan.toml per
+hospital, starts one `p2pfl node`
 process each, shows live progress from their metrics.jsonl files, and ends with each hospital's
 accuracy next to local-only and centralized training of the same model on the same split.
 """
@@ -26,12 +27,15 @@ from p2pfl.files.roster_file import write_roster
 from p2pfl.net.checkpoint import read_metrics
 from p2pfl.protocol.roster import Member, Roster
 from p2pfl.settings.node import (
+    NODE_FILE,
+    PLAN_FILE,
     DataSection,
     GossipSection,
     ModelSection,
     NodeSection,
     NodeSettings,
     PrivacySection,
+    TaskSection,
     TrainingSection,
 )
 from p2pfl.settings.sim import SimConfig
@@ -98,7 +102,8 @@ def run_demo(opt: DemoOptions) -> int:
 
 
 def setup(folder: Path, names: list[str], opt: DemoOptions) -> list[Path]:
-    """Keys, roster and node.toml for every hospital, listening on free loopback ports."""
+    """Keys, roster, node.toml and plan.toml (each hospital holds its copy of the plan) for every
+    hospital, listening on free loopback ports; the node.toml paths."""
     members = []
     for name in names:
         (folder / name).mkdir()
@@ -108,28 +113,33 @@ def setup(folder: Path, names: list[str], opt: DemoOptions) -> list[Path]:
     configs = []
     privacy = privacy_section(opt.dp)
     for m in members:
+        settings = node_config(m, opt, len(names), privacy, folder)
         path = folder / m.name / "node.toml"
-        write_atomic(path, to_toml(node_config(m, opt, len(names), privacy)))
+        write_atomic(path, to_toml(settings, file=NODE_FILE))
+        write_atomic(settings.path(settings.node.plan), to_toml(settings, file=PLAN_FILE))
         configs.append(path)
     return configs
 
 
-def node_config(member: Member, opt: DemoOptions, nodes: int, privacy: PrivacySection) -> NodeSettings:
+def node_config(member: Member, opt: DemoOptions, nodes: int, privacy: PrivacySection,
+                folder: Path) -> NodeSettings:
     """One hospital's settings: the demo's training on bundled data, on a loopback port."""
     return NodeSettings(
         node=NodeSection(name=member.name, listen=member.addresses[0], roster="../roster.toml"),
-        data=DataSection(source=opt.dataset, partition=opt.partition),
+        data=DataSection(source=opt.dataset),
+        task=TaskSection(partition=opt.partition),
         model=ModelSection(kind="mlp", hidden=[HIDDEN]),
         training=TrainingSection(threads=max(1, (os.cpu_count() or 1) // nodes), rounds=opt.rounds,
                                  local_steps=LOCAL_STEPS, batch_size=BATCH, lr=LR),
         gossip=GossipSection(topology=opt.topology, round_timeout=opt.round_timeout,
                              aggregator=opt.aggregator, compression=opt.compression),
         privacy=privacy,
+        base_dir=folder / member.name,
     )
 
 
 def privacy_section(dp: str) -> PrivacySection:
-    """`noise=1.0,clip=1.0,delta=1e-5` -> the [privacy] section of node.toml."""
+    """`noise=1.0,clip=1.0,delta=1e-5` -> the [privacy] section of the plan."""
     from p2pfl.gossip.spec import key_values, number
 
     values = key_values(dp, dp)

@@ -18,9 +18,9 @@ from p2pfl.learning.models import parse_hidden
 from p2pfl.settings import fields as F
 from p2pfl.settings.fields import help_of
 from p2pfl.settings.load import node_settings, sim_config
-from p2pfl.settings.node import NodeSection, NodeSettings, sections
+from p2pfl.settings.node import NODE_FILE, PLAN_FILE, NodeSection, NodeSettings, file_of, sections
 from p2pfl.settings.sim import SimConfig, local_steps
-from p2pfl.settings.toml_out import dumps_document, node_template, to_toml, value_text
+from p2pfl.settings.toml_out import dumps_document, node_template, plan_template, to_toml, value_text
 
 
 def _template_entries(text: str) -> dict[str, tuple[str, str]]:
@@ -40,38 +40,78 @@ def _template_entries(text: str) -> dict[str, tuple[str, str]]:
     return out
 
 
-def test_every_node_field_is_in_the_init_template_with_its_default_and_help():
-    entries = _template_entries(node_template("st-marys"))
+def test_every_field_is_in_one_of_the_two_templates_with_its_default_and_help():
+    node = _template_entries(node_template("st-marys"))
+    plan = _template_entries(plan_template())
+    assert not set(node) & set(plan)  # each key lives in one file
     defaults = NodeSettings(node=NodeSection(name="st-marys"))
     expected = set()
     for section in sections():
         for f in dataclasses.fields(getattr(defaults, section)):
             key = f"{section}.{f.name}"
             expected.add(key)
-            value, comment = entries[key]
+            value, comment = (node if file_of(section, f) == NODE_FILE else plan)[key]
             assert value == value_text(getattr(getattr(defaults, section), f.name)), key
             assert comment == help_of(f) and comment, key
-    assert set(entries) == expected  # nothing else, nothing written by hand
+    assert set(node) | set(plan) == expected  # nothing else, nothing written by hand
+    # what is this hospital's own is in node.toml; what every member shares, in the plan
+    assert {"node.listen", "node.plan", "data.source", "data.columns", "training.threads",
+            "gossip.round_timeout"} <= set(node)
+    assert {"task.classes", "features.columns", "training.lr", "gossip.topology",
+            "privacy.noise"} <= set(plan)
 
 
-def test_init_template_loads_back_to_the_defaults(tmp_path):
+def _write(tmp_path, node_text: str, plan_text: str):
+    (tmp_path / "plan.toml").write_text(plan_text)
     path = tmp_path / "node.toml"
-    path.write_text(node_template("st-marys"))
+    path.write_text(node_text)
+    return path
+
+
+def test_init_templates_load_back_to_the_defaults(tmp_path):
+    path = _write(tmp_path, node_template("st-marys"), plan_template())
     assert node_settings(path) == NodeSettings(node=NodeSection(name="st-marys"), base_dir=tmp_path)
 
 
 def test_written_node_settings_load_back_equal(tmp_path):
     s = NodeSettings(base_dir=tmp_path)
     s.node.name = 'st "mary\'s" \\ north'
-    s.data.source, s.data.classes = "csv:patients.csv", ["no", "yes"]
+    s.data.source, s.task.classes = "csv:patients.csv", ["no", "yes"]
+    s.data.columns = {"Age (years)": "age"}
+    s.features.columns = [{"name": "age"}, {"name": "sex", "type": "categorical", "categories": ["f", "m"]}]
+    s.features.ignore, s.features.missing = ["patient_id"], "impute"
     s.model.hidden = [64, 16]
-    s.training.rounds, s.training.lr, s.training.run = 7, 0.125, "trial-2"
+    s.training.rounds, s.training.lr, s.training.run, s.training.threads = 7, 0.125, "trial-2", 2
     s.gossip.topology, s.gossip.params = "watts_strogatz", {"k": 4, "p": 0.25}
-    s.gossip.aggregator = "trimmed_mean:b=1"
+    s.gossip.aggregator, s.gossip.round_timeout = "trimmed_mean:b=1", 3.5
     s.privacy.noise, s.privacy.delta, s.privacy.max_epsilon = 1.1, 1e-6, 8.0
-    path = tmp_path / "node.toml"
-    path.write_text(to_toml(s))
+    path = _write(tmp_path, to_toml(s, file=NODE_FILE), to_toml(s, file=PLAN_FILE))
     assert node_settings(path) == s
+
+
+@pytest.mark.parametrize("file,section,line,message", [
+    ("node", "training", "lr = 0.1", "training.lr belongs in plan.toml, not node.toml (it is the same "
+     "at every member)"),
+    ("node", "task", 'classes = ["a", "b"]', "task.classes belongs in plan.toml"),
+    ("plan", "gossip", "round_timeout = 3.0", "gossip.round_timeout belongs in node.toml, not plan.toml "
+     "(it is this hospital's own)"),
+    ("plan", "data", 'source = "digits"', "data.source belongs in node.toml"),
+])
+def test_a_key_in_the_wrong_file_is_named_with_where_it_belongs(tmp_path, file, section, line, message):
+    texts = {"node": node_template("a"), "plan": plan_template()}
+    raw = tomllib.loads(texts[file])
+    raw.setdefault(section, {}).update(tomllib.loads(line))
+    texts[file] = dumps_document(raw)
+    path = _write(tmp_path, texts["node"], texts["plan"])
+    with pytest.raises(UserError, match=re.escape(f"{tmp_path / (file + '.toml')}: {message}")):
+        node_settings(path)
+
+
+def test_a_missing_plan_is_one_line_naming_it(tmp_path):
+    path = tmp_path / "node.toml"
+    path.write_text(node_template("a"))
+    with pytest.raises(UserError, match=re.escape(f"{tmp_path / 'plan.toml'}: no such plan file")):
+        node_settings(path)
 
 
 def test_written_sim_config_loads_back_equal(tmp_path):
@@ -85,13 +125,13 @@ def test_written_sim_config_loads_back_equal(tmp_path):
 
 def test_node_and_simulator_share_one_default_per_concept():
     node, sim = NodeSettings(), SimConfig()
-    d, m, t, g, p = node.data, node.model, node.training, node.gossip, node.privacy
+    d, task, m, t, g, p = node.data, node.task, node.model, node.training, node.gossip, node.privacy
     pairs = {
         "rounds": (t.rounds, sim.rounds), "local_steps": (t.local_steps, local_steps(sim)),
         "batch_size": (t.batch_size, sim.batch_size), "optimizer": (t.optimizer, sim.optimizer),
         "lr": (t.lr, sim.lr), "momentum": (t.momentum, sim.momentum), "seed": (t.seed, sim.seed),
-        "dataset": (d.source, sim.dataset), "label_column": (d.label_column, sim.label_column),
-        "partition": (d.partition, sim.partition), "model": (m.kind, sim.model),
+        "dataset": (d.source, sim.dataset), "label_column": (task.label_column, sim.label_column),
+        "partition": (task.partition, sim.partition), "model": (m.kind, sim.model),
         "hidden": (tuple(m.hidden), parse_hidden(sim.hidden)), "topology": (g.topology, sim.topology),
         "mixing": (g.mixing, sim.mixing), "aggregator": (g.aggregator, sim.aggregator),
         "compression": (g.compression, sim.compression),
@@ -101,7 +141,7 @@ def test_node_and_simulator_share_one_default_per_concept():
     for name, (node_value, sim_value) in pairs.items():
         concept = F.SHARED[name].default
         assert node_value == sim_value == (tuple(concept) if name == "hidden" else concept), name
-    assert d.seed == g.seed == t.seed
+    assert task.seed == g.seed == t.seed
     from p2pfl.sim.options import DEFAULT_DELTA
 
     assert p.delta == DEFAULT_DELTA == F.DP_DELTA.default
@@ -126,13 +166,20 @@ def test_a_new_node_settings_object_has_its_own_lists():
     ("gossip", "max_update_mb = 0", "gossip.max_update_mb must be positive"),
     ("gossip", "min_peers = -2", "gossip.min_peers must be -1 (all), 0 (do not wait) or a number"),
     ("gossip", "start_timeout = 0", "gossip.start_timeout must be positive"),
+    ("features", 'missing = "guess"', "features.missing must be error, drop_row, impute, got 'guess'"),
+    ("features", 'columns = [{ name = "age", type = "text" }]', "features.columns is not valid"),
+    ("data", 'columns = { "Age" = 3 }', "data.columns must be a table"),
 ])
 def test_field_checks_name_file_key_and_reason(tmp_path, section, line, message):
-    raw = tomllib.loads(node_template("a"))
+    key = line.split(" = ")[0]
+    field = next(f for f in dataclasses.fields(getattr(NodeSettings(), section)) if f.name == key)
+    file = file_of(section, field)
+    texts = {NODE_FILE: node_template("a"), PLAN_FILE: plan_template()}
+    raw = tomllib.loads(texts[file])
     raw[section].update(tomllib.loads(line))
-    path = tmp_path / "node.toml"
-    path.write_text(dumps_document(raw))
-    with pytest.raises(UserError, match=re.escape(f"{path}: {message}")):
+    texts[file] = dumps_document(raw)
+    path = _write(tmp_path, texts[NODE_FILE], texts[PLAN_FILE])
+    with pytest.raises(UserError, match=re.escape(f"{tmp_path / file}: {message}")):
         node_settings(path)
 
 

@@ -83,6 +83,7 @@ class Gossip:
     aggregator: Aggregator
     format: UpdateFormat
     consortium: Consortium
+    plan: dict[str, object]  # the sections the consortium ID was derived from (the hello says them)
     machine: RoundMachine
     start_round: int
 
@@ -128,13 +129,14 @@ def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster, log
     fmt = UpdateFormat.build(learner.specs, learner.fingerprint, parse_compression(g.compression),
                              aggregator, initial, identity.members, restarted=start > 0,
                              static=not topology.time_varying)
-    consortium = consortium_of(shared_sections(settings, roster))
+    plan = shared_sections(settings, roster)
+    consortium = consortium_of(plan)
     # a catch-up needs the word of more members than the aggregator tolerates (rounds.py)
     machine = RoundMachine(identity.self_id, identity.members, topology, learner.specs,
                            learner.params(), start_round=start, rounds=t.rounds,
                            validate=fmt.validator.check, catch_up=fmt.choco is None,
                            quorum=max(2, aggregator.tolerates() + 1))
-    gossip = Gossip(topology, aggregator, fmt, consortium, machine, start)
+    gossip = Gossip(topology, aggregator, fmt, consortium, plan, machine, start)
     log.info("loaded", peer_id=identity.self_id, index=identity.index, members=len(identity.members),
              train_rows=len(learner.data.y_train), params=learner.n_params,
              start_round=start, rounds=t.rounds, topology=g.topology,
@@ -159,10 +161,10 @@ def _identity(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster) ->
 def _learner(settings: NodeSettings, identity: Identity) -> tuple[Learner, torch.Tensor]:
     """The local learner (fingerprint not yet taken) and the initial flat model, the same at
     every member (same seed)."""
-    d, t = settings.data, settings.training
+    d, task, t = settings.data, settings.task, settings.training
     source = resolve_spec(d.source, settings.base_dir)  # a relative path: beside node.toml
-    data = load_local(source, identity.index, len(identity.members), d.label_column, d.classes,
-                      d.partition, d.seed, source_options(source, d))
+    data = load_local(source, identity.index, len(identity.members), task.label_column, task.classes,
+                      task.partition, task.seed, source_options(source, d))
     model = build_model(settings.model.kind, data.input_shape, data.n_classes,
                         tuple(settings.model.hidden), seed=t.seed)
     optimizer = make_optimizer(model, OptimConfig(t.optimizer, t.lr, t.momentum))

@@ -65,6 +65,7 @@ class Node:
         self.fingerprint, self.n_params = learner.fingerprint, learner.n_params
         self.topology, self.aggregator, self.format = gossip.topology, gossip.aggregator, gossip.format
         self.consortium, self.machine = gossip.consortium, gossip.machine
+        self.consortium_plan = gossip.plan  # the plan and roster sections, said in every hello
         self.state_dir, self.state_lock = parts.state_dir, parts.state_lock
         g = self.settings.gossip
         rt = g.round_timeout
@@ -159,7 +160,7 @@ class Node:
             pid = await self._connect(peer)
             with trio.fail_after(self.timeouts.connect):
                 stream = await self.host.new_stream(pid, [HELLO_PROTOCOL])
-            mine = hello.pack(self.key, self.consortium, hello.Role.HELLO, recipient=peer)
+            mine = hello.pack(self.key, self.consortium, self.consortium_plan, hello.Role.HELLO, recipient=peer)
             await transfer.write_all(stream, hello.frame(mine), self.timeouts)
             raw = await quorum.read_hello(stream, self.timeouts)
             await stream.close()
@@ -173,7 +174,8 @@ class Node:
         except InvalidMessage as exc:
             self.log.warn_limited("hello_rejected", peer, peer=self.names[peer], reason=str(exc))
             raise
-        return differences(theirs.id, theirs.sections, self.consortium)
+        return differences(theirs.consortium.id, theirs.consortium.sections, self.consortium,
+                           theirs.plan, self.consortium_plan)
 
     async def _on_hello(self, stream) -> None:
         """Answer a member's hello with this node's consortium; name what differs, if anything."""
@@ -183,7 +185,7 @@ class Node:
         try:
             theirs = hello.parse(await quorum.read_hello(stream, self.timeouts), sender=peer,
                                  recipient=self.self_id, role=hello.Role.HELLO)
-            mine = hello.pack(self.key, self.consortium, hello.Role.REPLY, recipient=peer)
+            mine = hello.pack(self.key, self.consortium, self.consortium_plan, hello.Role.REPLY, recipient=peer)
             await transfer.write_all(stream, hello.frame(mine), self.timeouts)
             await stream.close()
         except Exception as exc:  # noqa: BLE001 - a bad hello: one line, reset, go on
@@ -193,7 +195,8 @@ class Node:
             return
         finally:
             self.hellos[peer] -= 1
-        reason = differences(theirs.id, theirs.sections, self.consortium)
+        reason = differences(theirs.consortium.id, theirs.consortium.sections, self.consortium,
+                             theirs.plan, self.consortium_plan)
         if reason is not None:
             self.log.warn_limited("consortium_mismatch", peer, peer=self.names[peer], reason=reason)
 

@@ -107,15 +107,26 @@ def check_consortium(update: ModelUpdate, mine: Consortium) -> None:
         raise ProtocolViolation(reason)
 
 
-def differences(their_id: bytes, their_sections: Mapping[str, bytes], mine: Consortium) -> str | None:
+MAX_NAMED_KEYS = 6  # differing keys named in one line
+
+
+def differences(their_id: bytes, their_sections: Mapping[str, bytes], mine: Consortium,
+                their_plan: Mapping[str, object] | None = None,
+                my_plan: Mapping[str, object] | None = None) -> str | None:
     """None if `their_id` is `mine`; else one line naming the sections that differ (digests
-    full or short: compared on their first SHORT_DIGEST_SIZE bytes)."""
+    full or short: compared on their first SHORT_DIGEST_SIZE bytes) or, given both plans (the
+    sections' values), the keys that differ with both values."""
     if their_id == mine.id:
         return None
     theirs = {name: digest[:SHORT_DIGEST_SIZE] for name, digest in their_sections.items()}
     ours = mine.short_sections()
     changed = sorted(n for n in ours.keys() & theirs.keys() if ours[n] != theirs[n])
-    parts = [f"different settings in {', '.join(changed)}"] if changed else []
+    keys = key_differences(my_plan, their_plan, changed) if my_plan and their_plan else []
+    if keys:
+        more = len(keys) - MAX_NAMED_KEYS
+        parts = ["; ".join(keys[:MAX_NAMED_KEYS]) + (f"; and {more} more" if more > 0 else "")]
+    else:
+        parts = [f"different settings in {', '.join(changed)}"] if changed else []
     if only_theirs := sorted(theirs.keys() - ours.keys()):
         parts.append(f"sections only the sender has: {', '.join(only_theirs)}")
     if only_ours := sorted(ours.keys() - theirs.keys()):
@@ -125,6 +136,36 @@ def differences(their_id: bytes, their_sections: Mapping[str, bytes], mine: Cons
     return (f"consortium {their_id.hex()[:SHORT_ID]} differs from this node's "
             f"{mine.id.hex()[:SHORT_ID]}: {'; '.join(parts)} "
             "(the members' rosters or settings are not the same)")
+
+
+def key_differences(mine: Mapping[str, object], theirs: Mapping[str, object],
+                    sections: list[str]) -> list[str]:
+    """"training.lr: 0.05 here, 0.1 at the peer" for each key of `sections` whose values differ
+    (a section that is not a table, e.g. the roster, is named as a whole)."""
+    out = []
+    for name in sections:
+        a, b = mine.get(name), theirs.get(name)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for key in sorted(set(a) | set(b)):
+                if key not in a or key not in b or canonical_json(a[key]) != canonical_json(b[key]):
+                    out.append(f"{name}.{key}: {_shown(a, key)} here, {_shown(b, key)} at the peer")
+        elif name == "roster" and isinstance(a, list) and isinstance(b, list):
+            out.append(_roster_difference(a, b))
+        else:
+            out.append(f"{name}: {short(a)} here, {short(b)} at the peer")
+    return out
+
+
+def _shown(table: Mapping[str, object], key: str) -> str:
+    return short(table[key]) if key in table else "not set"
+
+
+def _roster_difference(a: list, b: list) -> str:
+    ours, theirs = {short(m) for m in a}, {short(m) for m in b}
+    parts = [f"members only here: {', '.join(sorted(ours - theirs))}"] if ours - theirs else []
+    if theirs - ours:
+        parts.append(f"members only at the peer: {', '.join(sorted(theirs - ours))}")
+    return "roster: " + ("; ".join(parts) if parts else "the same members in another order")
 
 
 def _plain(value: object, where: str) -> object:

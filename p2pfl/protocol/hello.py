@@ -1,14 +1,18 @@
 """The start hello: before round 0 a node asks each in-neighbour which consortium it is of.
 
 The dialer sends a HELLO, the listener answers with a REPLY; each carries the sender's
-consortium ID and the full SHA-256 of each section it was derived from (p2pfl.protocol.consortium),
-signed with the sender's node key. Pure: no I/O (p2pfl.net.quorum carries it).
+consortium ID, the full SHA-256 of each section it was derived from (p2pfl.protocol.consortium)
+and the sections themselves (the plan and the roster), so that on a mismatch each side names the
+keys that differ and both values, signed with the sender's node key. Pure: no I/O
+(p2pfl.net.quorum carries it).
 
-Wire format (big-endian), preceded on the stream by its length (u16, at most MAX_SIZE):
+Wire format (big-endian), preceded on the stream by its length (u32, at most MAX_SIZE):
 
     magic b"P2HI" | version (u8) | role (u8: 0 hello, 1 reply) | consortium id (32 bytes)
     | section count (u8, at most 16) | per section, in strictly increasing name order:
       name length (u8) | name (ASCII [a-z_]{1,32}) | digest (32 bytes)
+    | plan length (u32, at most MAX_PLAN) | the sections' values: canonical JSON of
+      {name: value} (p2pfl.protocol.consortium.canonical_json), each hashing to its digest
     | Ed25519 signature (64 bytes)
 
 The signature covers CONTEXT + the recipient's peer ID + NUL + every byte before it, so a hello
@@ -19,7 +23,10 @@ sender is the peer ID of the authenticated connection; its key is the one in tha
 from __future__ import annotations
 
 import enum
+import json
 import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from p2pfl.protocol.consortium import (
     DIGEST_SIZE,
@@ -27,7 +34,9 @@ from p2pfl.protocol.consortium import (
     MAX_SECTIONS,
     SECTION_NAME,
     Consortium,
+    canonical_json,
     consortium_id,
+    section_digest,
 )
 from p2pfl.protocol.identity import (
     Ed25519PrivateKey,
@@ -39,12 +48,22 @@ from p2pfl.protocol.identity import (
 from p2pfl.protocol.messages import BadSignature, InvalidMessage
 
 MAGIC = b"P2HI"
-VERSION = 1
-CONTEXT = b"p2pfl hello v1\0"
+VERSION = 2
+CONTEXT = b"p2pfl hello v2\0"
 SIGNATURE_SIZE = 64
 HEAD = struct.Struct(">4sBB32sB")
-LENGTH = struct.Struct(">H")  # the frame: message length before the message
-MAX_SIZE = HEAD.size + MAX_SECTIONS * (1 + MAX_SECTION_NAME + DIGEST_SIZE) + SIGNATURE_SIZE
+LENGTH = struct.Struct(">I")  # the frame: message length before the message; also the plan's
+MAX_PLAN = 256 * 1024  # bytes of the sections' JSON (a plan with long category lists, a roster)
+MAX_SIZE = (HEAD.size + MAX_SECTIONS * (1 + MAX_SECTION_NAME + DIGEST_SIZE) + LENGTH.size + MAX_PLAN
+            + SIGNATURE_SIZE)
+
+
+@dataclass(frozen=True)
+class Greeting:
+    """What a hello says: the sender's consortium and the sections it was derived from."""
+
+    consortium: Consortium
+    plan: dict[str, object]  # section name -> value
 
 
 class Role(enum.IntEnum):
@@ -52,13 +71,22 @@ class Role(enum.IntEnum):
     REPLY = 1  # the listener's answer
 
 
-def pack(key: Ed25519PrivateKey, consortium: Consortium, role: Role, recipient: str) -> bytes:
-    """The signed hello (or reply) of `consortium` for the node whose peer ID is `recipient`."""
+def pack(key: Ed25519PrivateKey, consortium: Consortium, plan: Mapping[str, object], role: Role,
+         recipient: str) -> bytes:
+    """The signed hello (or reply) of `consortium`, derived from the sections `plan`, for the
+    node whose peer ID is `recipient`. ValueError if the plan is not the consortium's or too big."""
     names = sorted(consortium.sections)
+    if sorted(plan) != names or any(section_digest(n, plan[n]) != consortium.sections[n] for n in names):
+        raise ValueError("the plan given is not the one the consortium was derived from")
+    text = canonical_json(dict(plan)).encode("ascii")
+    if len(text) > MAX_PLAN:
+        raise ValueError(f"the plan and roster take {len(text)} bytes as JSON, more than a hello "
+                         f"carries ({MAX_PLAN})")
     body = HEAD.pack(MAGIC, VERSION, role, consortium.id, len(names))
     for name in names:
         raw = name.encode("ascii")
         body += bytes([len(raw)]) + raw + consortium.sections[name]
+    body += LENGTH.pack(len(text)) + text
     return body + sign(key, _signed(recipient, body))
 
 
@@ -67,8 +95,8 @@ def frame(message: bytes) -> bytes:
     return LENGTH.pack(len(message)) + message
 
 
-def parse(data: bytes, sender: str, recipient: str, role: Role) -> Consortium:
-    """The sender's consortium from a hello of `role` that `sender` signed for `recipient`.
+def parse(data: bytes, sender: str, recipient: str, role: Role) -> Greeting:
+    """The sender's consortium and plan from a hello of `role` that `sender` signed for `recipient`.
 
     InvalidMessage says what is wrong (BadSignature if the signature does not verify)."""
     data = bytes(data)
@@ -100,8 +128,13 @@ def parse(data: bytes, sender: str, recipient: str, role: Role) -> Consortium:
         if name <= last:
             raise InvalidMessage(f"hello section {name!r} is out of order or repeated")
         sections[name], last = digest, name
-    if at != body_end:
-        raise InvalidMessage(f"hello has {body_end - at} bytes after its sections")
+    if at + LENGTH.size > body_end:
+        raise InvalidMessage("hello ends before its plan")
+    (plan_size,) = LENGTH.unpack_from(data, at)
+    at += LENGTH.size
+    if plan_size > MAX_PLAN or at + plan_size != body_end:
+        raise InvalidMessage(f"hello plan of {plan_size} bytes does not fit the message "
+                             f"({body_end - at} bytes left, at most {MAX_PLAN})")
     try:
         public = public_key_from_peer_id(sender)
     except InvalidPeerId as exc:
@@ -110,7 +143,25 @@ def parse(data: bytes, sender: str, recipient: str, role: Role) -> Consortium:
         raise BadSignature(f"hello signature does not verify against sender {sender}")
     if consortium_id(sections) != cid:
         raise InvalidMessage("hello consortium id is not the digest of its sections")
-    return Consortium(cid, sections)
+    return Greeting(Consortium(cid, sections), _plan(data[at:body_end], sections))
+
+
+def _plan(text: bytes, sections: dict[str, bytes]) -> dict[str, object]:
+    """The sections' values of a signed hello, each checked against its digest."""
+    try:
+        plan = json.loads(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidMessage("hello plan is not canonical JSON") from None
+    if type(plan) is not dict or sorted(plan) != sorted(sections):
+        raise InvalidMessage("hello plan does not hold exactly the sections listed")
+    for name, value in plan.items():
+        try:
+            same = section_digest(name, value) == sections[name]
+        except (ValueError, RecursionError):
+            same = False
+        if not same:
+            raise InvalidMessage(f"hello plan section {name!r} does not match its digest")
+    return plan
 
 
 def _signed(recipient: str, body: bytes) -> bytes:

@@ -85,6 +85,25 @@ def _sql_query(value: object) -> str | None:
     return parsed_by(check_query)(value)
 
 
+def features_check(value: object) -> str | None:
+    """features.columns: each entry a column of the feature schema (p2pfl.learning.schema)."""
+    if not value:
+        return None
+    from p2pfl.learning.schema import parse_columns
+
+    try:
+        parse_columns(value)  # type: ignore[arg-type]
+    except BAD_INPUT as exc:
+        return f"is not valid: {exc}"
+    return None
+
+
+def text_map(value: object) -> str | None:
+    """A table of strings to strings."""
+    bad = [k for k, v in value.items() if not isinstance(v, str) or not v]  # type: ignore[attr-defined]
+    return f"must map names to non-empty strings ({bad[0]!r} does not)" if bad else None
+
+
 def _model(value: object) -> str | None:
     from p2pfl.learning.models import check_model_spec
 

@@ -10,7 +10,7 @@ from p2pfl.errors import UserError
 from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.sources import source_of
 from p2pfl.settings.fields import check_of
-from p2pfl.settings.node import NodeSettings, sections
+from p2pfl.settings.node import NODE_FILE, PLAN_FILE, NodeSettings, file_of, keys_of, sections
 from p2pfl.settings.sim import SimConfig, check_sim_table
 from p2pfl.tomlio import describe, matches, read_toml
 
@@ -25,31 +25,53 @@ def sim_config(path: Path | None, flags: dict[str, object]) -> SimConfig:
 
 
 def node_settings(path: Path) -> NodeSettings:
-    """Read and check node.toml: every unknown section or key, every wrong type and every bad
-    value is an error naming the file and the key."""
-    raw = read_toml(path)
+    """Read and check node.toml and the plan it names (node.plan): every unknown section or key,
+    a key in the wrong one of the two files, every wrong type and every bad value is an error
+    naming the file and the key."""
     settings = NodeSettings(base_dir=path.resolve().parent)
+    _apply(settings, read_toml(path), path, NODE_FILE)
+    plan = settings.path(settings.node.plan)
+    if not plan.is_file():
+        raise UserError(f"{plan}: no such plan file ({path} names it in node.plan; every member "
+                        "holds the same plan.toml: `p2pfl init` writes a template)")
+    _apply(settings, read_toml(plan), plan, PLAN_FILE)
+    files = {NODE_FILE: path, PLAN_FILE: plan}
+    _check_fields(settings, files)
+    _check_node(settings, files)
+    return settings
+
+
+def plan_path(settings: NodeSettings) -> Path:
+    """The plan file node.toml names."""
+    return settings.path(settings.node.plan)
+
+
+def _apply(settings: NodeSettings, raw: dict[str, object], path: Path, file: str) -> None:
+    """Set the keys of one of the two files (`file`: NODE_FILE or PLAN_FILE) from its table."""
+    held = keys_of(file)
+    other = PLAN_FILE if file == NODE_FILE else NODE_FILE
     for section, table in raw.items():
         target = getattr(settings, section, None)
         if section == "base_dir" or not dataclasses.is_dataclass(target):
-            raise UserError(f"{path}: unknown section [{section}] (known: {', '.join(sections())})")
+            raise UserError(f"{path}: unknown section [{section}] (known: {', '.join(held)})")
         if not isinstance(table, dict):
             raise UserError(f"{path}: [{section}] must be a table")
-        fields = {f.name for f in dataclasses.fields(target)}
         hints = typing.get_type_hints(type(target))
         for key, value in table.items():
-            if key not in fields:
-                raise UserError(f"{path}: unknown key {section}.{key} (known: {', '.join(sorted(fields))})")
+            if key not in hints:
+                raise UserError(f"{path}: unknown key {section}.{key} "
+                                f"(known: {', '.join(held.get(section, [])) or 'none in this file'})")
+            if key not in held.get(section, []):
+                why = ("it is the same at every member" if other == PLAN_FILE
+                       else "it is this hospital's own")
+                raise UserError(f"{path}: {section}.{key} belongs in {other}, not {file} ({why})")
             hint = hints[key]
             if not matches(value, hint):
                 raise UserError(f"{path}: {section}.{key} must be {describe(hint)}, got {value!r}")
             setattr(target, key, float(value) if hint is float else value)
-    _check_fields(settings, path)
-    _check_node(settings, path)
-    return settings
 
 
-def _check_fields(s: NodeSettings, path: Path) -> None:
+def _check_fields(s: NodeSettings, files: dict[str, Path]) -> None:
     """The check each field's metadata declares (p2pfl.settings.fields)."""
     for section in sections():
         target = getattr(s, section)
@@ -57,16 +79,18 @@ def _check_fields(s: NodeSettings, path: Path) -> None:
             check = check_of(f)
             why = check(getattr(target, f.name)) if check else None
             if why:
-                raise UserError(f"{path}: {section}.{f.name} {why}")
+                raise UserError(f"{files[file_of(section, f)]}: {section}.{f.name} {why}")
 
 
-def _check_node(s: NodeSettings, path: Path) -> None:
+def _check_node(s: NodeSettings, files: dict[str, Path]) -> None:
     """Checks that involve more than one key."""
-    def bad(key: str, why: str) -> UserError:
+    node_file, plan = files[NODE_FILE], files[PLAN_FILE]
+
+    def bad(key: str, why: str, path: Path = plan) -> UserError:
         return UserError(f"{path}: {key} {why}")
 
     if not s.node.name:
-        raise bad("node.name", "is required (this hospital's name in the roster)")
+        raise bad("node.name", "is required (this hospital's name in the roster)", node_file)
     p = s.privacy
     if p.noise < 0 or not p.clip > 0 or not 0 < p.delta < 1 or p.max_epsilon < 0:
         raise bad("[privacy]", "needs noise >= 0, clip > 0, 0 < delta < 1 and max_epsilon >= 0")
@@ -76,7 +100,15 @@ def _check_node(s: NodeSettings, path: Path) -> None:
     try:
         source, _ = source_of(s.data.source)
     except LearningSettingError as exc:
-        raise bad("data.source", f"is not valid: {exc}") from None
-    if not source.shared and len(s.data.classes) < 2:
-        raise bad("data.classes", f"must list the label values (at least two) for a {source.name} "
-                  "source (a hospital's own table), in the same order at every hospital")
+        raise bad("data.source", f"is not valid: {exc}", node_file) from None
+    if not source.shared and len(s.task.classes) < 2:
+        raise bad("task.classes", f"must list the label values (at least two) for a {source.name} "
+                  f"source (a hospital's own table, {node_file} data.source), in the same order at "
+                  "every hospital")
+    f = s.features
+    named = [str(c.get("name")) for c in f.columns]
+    for key, names in (("features.ignore", f.ignore), ("features.columns", named)):
+        if s.task.label_column in names:
+            raise bad(key, f"lists the label column {s.task.label_column!r}")
+    if both := sorted(set(f.ignore) & set(named)):
+        raise bad("features.ignore", f"lists {both[0]!r}, a column of features.columns")

@@ -1,8 +1,19 @@
-"""The sections of node.toml: every key's default, help text and check (p2pfl.settings.load
-reads them, p2pfl.settings.toml_out writes them and the `p2pfl init` template)."""
+"""The settings of a node, in two files: every key's default, help text, check and file.
+
+`plan.toml` is the consortium's plan, the one file every member holds identically (exchanged out
+of band, like roster.toml): the task, the feature schema, the model, training, gossip and
+privacy settings. Its content (with the roster) makes the consortium ID. `node.toml` holds what
+is this hospital's own: key, listen address, state folder, the roster and plan paths, threads,
+timeouts and where its table is (with a mapping of its column names to the plan's).
+
+A key lives in one file: the [node] and [data] sections are node.toml's; in the other sections a
+field declared with `local=True` is node.toml's, every other one the plan's.
+(p2pfl.settings.load reads both, p2pfl.settings.toml_out writes them and the `p2pfl init`
+templates.)"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,20 +32,43 @@ class NodeSection:
     listen: str = setting("/ip4/0.0.0.0/tcp/9001", "open this TCP port to the other members")
     state_dir: str = setting("state", "checkpoint.pt and metrics.jsonl go here")
     roster: str = setting("roster.toml", "the consortium's members: name, peer_id, addresses")
+    plan: str = setting("plan.toml", "the consortium's plan (task, features, model, training, "
+                        "gossip, privacy): the same file at every member")
 
 @dataclass
 class DataSection:
-    """Where the training rows come from."""
+    """Where this hospital's rows come from (local)."""
 
     source: str = F.DATASET.field()
-    label_column: str = F.LABEL_COLUMN.field()
-    classes: list[str] = setting([], "label values, in the same order at every hospital "
-                                 "(required for a hospital's own table: a csv, parquet or sql source)")
-    partition: str = F.PARTITION.field()
-    seed: int = F.SEED.field()
     sql_query: str = F.SQL_QUERY.field()
     sql_table: str = F.SQL_TABLE.field()
     password_env: str = F.PASSWORD_ENV.field()
+    columns: dict[str, str] = setting({}, "this table's column names -> the plan's, where they "
+                                      "differ, e.g. { \"Glucose (mg/dl)\" = \"glucose\" }", F.text_map)
+
+@dataclass
+class TaskSection:
+    """What the consortium learns to predict (plan)."""
+
+    label_column: str = F.LABEL_COLUMN.field()
+    classes: list[str] = setting([], "label values, in this order at every hospital (required for a "
+                                 "hospital's own table: a csv, parquet or sql source)")
+    partition: str = F.PARTITION.field()
+    seed: int = setting(F.SEED.default, "seed of the train/validation split and of a shared "
+                        "dataset's partition")
+
+@dataclass
+class FeaturesSection:
+    """The feature schema (plan): the model's inputs, in this order, at every hospital."""
+
+    columns: list[dict[str, object]] = setting(
+        [], "each feature column: { name = \"age\" } (numeric) or { name = \"sex\", type = "
+        "\"categorical\", categories = [\"female\", \"male\"] }; empty: every other column, "
+        "numeric (`p2pfl plan draft` proposes this list)", F.features_check)
+    ignore: list[str] = setting([], "columns of the tables that are not features (IDs, dates)")
+    missing: str = setting("error", "an empty cell: error (refuse the table), drop_row, or impute "
+                           "(the consortium's mean, or most frequent category)",
+                           F.one_of("error", "drop_row", "impute"))
 
 @dataclass
 class ModelSection:
@@ -57,7 +91,8 @@ class TrainingSection:
     momentum: float = F.MOMENTUM.field()
     seed: int = F.SEED.field()
     threads: int = setting(0, "torch CPU threads (0: all cores)",
-                           lambda v: None if v >= 0 else "must be 0 (all cores) or a positive number")
+                           lambda v: None if v >= 0 else "must be 0 (all cores) or a positive number",
+                           local=True)
 
 @dataclass
 class GossipSection:
@@ -69,16 +104,17 @@ class GossipSection:
     seed: int = setting(F.SEED.default, "time-varying topologies draw the same graphs everywhere "
                         "from this seed")
     round_timeout: float = setting(30.0, "seconds to wait for the neighbours after sending",
-                                   positive("seconds"))
+                                   positive("seconds"), local=True)
     min_peers: int = setting(-1, "before round 0, wait until this many in-neighbours of round 0 are "
                              "reachable and of the same consortium (-1: all of them; 0: do not wait)",
                              lambda v: None if v >= -1 else "must be -1 (all), 0 (do not wait) or a "
                              "number of peers")
     start_timeout: float = setting(600.0, "seconds to wait for min_peers before giving up (exit 6)",
-                                   positive("seconds"))
+                                   positive("seconds"), local=True)
     aggregator: str = F.AGGREGATOR.field()
     compression: str = F.COMPRESSION.field()
-    max_update_mb: float = setting(512.0, "larger updates are refused before they are read", positive())
+    max_update_mb: float = setting(512.0, "larger updates are refused before they are read",
+                                   positive(), local=True)
 
 @dataclass
 class PrivacySection:
@@ -95,6 +131,8 @@ class NodeSettings:
 
     node: NodeSection = field(default_factory=NodeSection)
     data: DataSection = field(default_factory=DataSection)
+    task: TaskSection = field(default_factory=TaskSection)
+    features: FeaturesSection = field(default_factory=FeaturesSection)
     model: ModelSection = field(default_factory=ModelSection)
     training: TrainingSection = field(default_factory=TrainingSection)
     gossip: GossipSection = field(default_factory=GossipSection)
@@ -106,8 +144,32 @@ class NodeSettings:
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base_dir / p
 
+NODE_FILE, PLAN_FILE = "node.toml", "plan.toml"
+LOCAL_SECTIONS = ("node", "data")  # every key of these is node.toml's
+
+
 def sections() -> list[str]:
-    """The section names of node.toml, in file order."""
+    """The section names of the settings, in file order."""
     from dataclasses import fields
 
     return [f.name for f in fields(NodeSettings) if f.name != "base_dir"]
+
+
+def file_of(section: str, f: dataclasses.Field) -> str:
+    """NODE_FILE or PLAN_FILE: the file the key `section.<f.name>` lives in."""
+    return NODE_FILE if section in LOCAL_SECTIONS or f.metadata.get("local") else PLAN_FILE
+
+
+def keys_of(file: str) -> dict[str, list[str]]:
+    """Section -> the keys of it that `file` holds, in declaration order (sections it has none of
+    are left out)."""
+    out: dict[str, list[str]] = {}
+    for section in sections():
+        names = [f.name for f in dataclasses.fields(_SECTION_TYPES[section]) if file_of(section, f) == file]
+        if names:
+            out[section] = names
+    return out
+
+
+_SECTION_TYPES = {f.name: f.default_factory for f in dataclasses.fields(NodeSettings)  # type: ignore[misc]
+                  if f.name != "base_dir"}

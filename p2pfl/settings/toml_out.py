@@ -7,16 +7,21 @@ import json
 import math
 import re
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from p2pfl.settings.fields import help_of
-from p2pfl.settings.node import NodeSection, NodeSettings
+from p2pfl.settings.node import NODE_FILE, PLAN_FILE, NodeSection, NodeSettings, file_of
 
-TEMPLATE_HEADER = """\
-# p2pfl node configuration. Relative paths are relative to this file's folder.
-# Every hospital of a consortium uses the same [data], [model], [training], [gossip] and [privacy]
-# settings, except its own paths, listen address, threads and timeouts.
+NODE_HEADER = """\
+# p2pfl node configuration: what is this hospital's own (key, addresses, paths, its table).
+# Relative paths are relative to this file's folder. What every member shares is in the plan
+# (node.plan), which makes, with the roster, the consortium ID.
+"""
+PLAN_HEADER = """\
+# p2pfl consortium plan: the task, feature schema, model, training, gossip and privacy settings.
+# Every member holds this same file (exchanged out of band, like roster.toml); members whose
+# plans differ refuse each other at start, naming the keys that differ.
 """
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -57,7 +62,12 @@ def dumps(table: Mapping[str, object], comments: Mapping[str, str] | None = None
             note = comments.get(prefix + key)
             if note:
                 lines.extend(textwrap.wrap(note, 96, initial_indent="# ", subsequent_indent="# "))
-            lines.append(f"{_key(key)} = {value_text(value)}")
+            if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+                lines.append(f"{_key(key)} = [")  # a list of tables: one per line
+                lines.extend(f"  {value_text(v)}," for v in value)
+                lines.append("]")
+            else:
+                lines.append(f"{_key(key)} = {value_text(value)}")
 
     put("", table)
     for name, value in table.items():
@@ -73,14 +83,20 @@ class _Section(dict):
     """A sub-table that `dumps` writes as a [section] (other dicts are inline tables)."""
 
 
-def as_table(obj: object) -> dict[str, object]:
-    """A settings dataclass as a table; dataclass fields become sections; paths are left out."""
+Keep = Callable[[str, dataclasses.Field], bool]  # (section, field) -> written or not
+
+
+def as_table(obj: object, keep: Keep | None = None, section: str = "") -> dict[str, object]:
+    """A settings dataclass as a table; dataclass fields become sections (left out when `keep`
+    leaves none of their keys); paths are left out."""
     out: dict[str, object] = {}
     for f in dataclasses.fields(obj):  # type: ignore[arg-type]
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
-            out[f.name] = _Section(as_table(value))
-        elif not isinstance(value, Path):
+            inner = as_table(value, keep, f.name)
+            if inner:
+                out[f.name] = _Section(inner)
+        elif not isinstance(value, Path) and (keep is None or keep(section, f)):
             out[f.name] = value
     return out
 
@@ -97,9 +113,11 @@ def help_comments(obj: object, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def to_toml(settings: object, comments: bool = False) -> str:
-    """NodeSettings or SimConfig as TOML that the loaders read back equal."""
-    return dumps(as_table(settings), help_comments(settings) if comments else None)
+def to_toml(settings: object, comments: bool = False, file: str | None = None) -> str:
+    """SimConfig, or one file (NODE_FILE or PLAN_FILE) of NodeSettings, as TOML that the loaders
+    read back equal."""
+    keep = None if file is None else (lambda section, f: file_of(section, f) == file)
+    return dumps(as_table(settings, keep), help_comments(settings) if comments else None)
 
 
 def dumps_document(raw: Mapping[str, object]) -> str:
@@ -108,7 +126,12 @@ def dumps_document(raw: Mapping[str, object]) -> str:
     return dumps({k: _Section(v) if isinstance(v, dict) else v for k, v in raw.items()})
 
 
-def node_template(name: str) -> str:
+def node_template(name: str, plan: str = "plan.toml") -> str:
     """The commented node.toml `p2pfl init` writes: every key at its default, with its help."""
-    settings = NodeSettings(node=NodeSection(name=name))
-    return TEMPLATE_HEADER + "\n" + to_toml(settings, comments=True)
+    settings = NodeSettings(node=NodeSection(name=name, plan=plan))
+    return NODE_HEADER + "\n" + to_toml(settings, comments=True, file=NODE_FILE)
+
+
+def plan_template(settings: NodeSettings | None = None) -> str:
+    """The commented plan.toml: every plan key (at its default, or of `settings`), with its help."""
+    return PLAN_HEADER + "\n" + to_toml(settings or NodeSettings(), comments=True, file=PLAN_FILE)

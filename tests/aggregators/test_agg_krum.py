@@ -10,7 +10,6 @@ from p2pfl.errors import UserError
 from p2pfl.gossip.errors import GossipSettingError
 from p2pfl.gossip.robust import AGGREGATORS, aggregate, aggregate_stacked, parse_aggregator
 from p2pfl.settings.load import node_settings
-from p2pfl.settings.toml_out import node_template
 
 KRUM = parse_aggregator("krum:f=1")
 
@@ -90,11 +89,9 @@ def test_simulate_runs_with_krum(capsys):
     assert summary["config"]["aggregator"] == "krum:f=1" and summary["final"]["mean_local_accuracy"] > 0.8
 
 
-def test_node_config_accepts_krum_and_rejects_bad_parameters(tmp_path):
-    path = tmp_path / "node.toml"
-    template = node_template("a")
-    path.write_text(template.replace('aggregator = "mean"', 'aggregator = "krum:f=1,m=2"'))
+def test_node_config_accepts_krum_and_rejects_bad_parameters(write_config):
+    path = write_config(('aggregator = "mean"', 'aggregator = "krum:f=1,m=2"'))
     assert node_settings(path).gossip.aggregator == "krum:f=1,m=2"
-    path.write_text(template.replace('aggregator = "mean"', 'aggregator = "krum:f=-1"'))
+    path = write_config(('aggregator = "mean"', 'aggregator = "krum:f=-1"'))
     with pytest.raises(UserError, match="gossip.aggregator is not valid: krum: f must be"):
         node_settings(path)

@@ -90,13 +90,10 @@ def test_check_model_spec_checks_only_the_form():
             check_model_spec(bad)
 
 
-def test_node_config_validates_model_kind_with_the_registry(tmp_path):
-    from p2pfl.settings.toml_out import node_template
-
-    path = tmp_path / "node.toml"
+def test_node_config_validates_model_kind_with_the_registry(write_config):
     for kind in ("cnn", "python:hospital_models.net:make"):
-        path.write_text(node_template("a").replace('kind = "mlp"', f'kind = "{kind}"'))
+        path = write_config(('kind = "mlp"', f'kind = "{kind}"'))
         assert node_settings(path).model.kind == kind
-    path.write_text(node_template("a").replace('kind = "mlp"', 'kind = "python:oops"'))
+    path = write_config(('kind = "mlp"', 'kind = "python:oops"'))
     with pytest.raises(UserError, match="model.kind is not valid: model 'python:oops' must be of the form"):
         node_settings(path)

@@ -16,6 +16,7 @@ from p2pfl.demo import DemoOptions, setup
 from p2pfl.files.keys import load_key
 from p2pfl.files.roster_file import load_roster
 from p2pfl.net.checkpoint import CHECKPOINT, read_metrics
+from p2pfl.settings.node import PLAN_FILE, keys_of
 from p2pfl.settings.toml_out import dumps_document
 from p2pfl.tomlio import read_toml
 
@@ -46,13 +47,18 @@ class Consortium:
 
     def configure(self, section: str, lines: str, *names: str) -> None:
         """Set `key = value` lines (TOML) in `[section]` of the named nodes' configs (default:
-        every node's), replacing a key that is already there. Values are not checked: a test
+        every node's), in node.toml or the node's plan.toml, where the key lives, replacing a key
+        that is already there. Values are not checked: a test
         may write a bad one on purpose."""
         values = tomllib.loads(lines)
-        for path in (self.configs[n] for n in names or self.names):
-            raw = read_toml(path)
-            raw.setdefault(section, {}).update(values)  # type: ignore[union-attr]
-            path.write_text(dumps_document(raw))
+        plan_keys = keys_of(PLAN_FILE).get(section, [])
+        for config in (self.configs[n] for n in names or self.names):
+            for path, keys in ((config, [k for k in values if k not in plan_keys]),
+                               (config.parent / PLAN_FILE, [k for k in values if k in plan_keys])):
+                if keys:  # each key goes to its file: node.toml or the node's copy of plan.toml
+                    raw = read_toml(path)
+                    raw.setdefault(section, {}).update({k: values[k] for k in keys})  # type: ignore[union-attr]
+                    path.write_text(dumps_document(raw))
 
     def wait(self, *names: str, timeout: float = WAIT) -> dict[str, int]:
         """Exit codes of the named (default: all started) processes."""

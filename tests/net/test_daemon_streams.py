@@ -91,7 +91,8 @@ def test_a_relative_csv_path_is_read_beside_node_toml(consortium, tmp_path, monk
     c = consortium(nodes=2, rounds=1)
     rows = "".join(f"{i * 0.1:.1f},{i % 3 * 0.5},{'yes' if i % 2 else 'no'}\n" for i in range(40))
     (c.folder / "hospital-1" / "patients.csv").write_text("a,b,outcome\n" + rows)
-    c.configure("data", 'source = "csv:patients.csv"\nlabel_column = "outcome"\nclasses = ["no", "yes"]')
+    c.configure("data", 'source = "csv:patients.csv"')
+    c.configure("task", 'label_column = "outcome"\nclasses = ["no", "yes"]')
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # the daemon is started from another folder
@@ -113,8 +114,9 @@ def test_a_relative_sqlite_source_is_read_beside_node_toml(consortium, tmp_path,
         conn.executemany("INSERT INTO visits VALUES (?, ?, ?, ?)",
                          [(i, i * 0.1, i % 3 * 0.5, "yes" if i % 2 else "no") for i in range(40)])
     conn.close()
-    c.configure("data", 'source = "sql:sqlite:///ehr.db"\nlabel_column = "outcome"\nclasses = ["no", "yes"]\n'
+    c.configure("data", 'source = "sql:sqlite:///ehr.db"\n'
                 'sql_query = "SELECT a, b, outcome FROM visits WHERE id < 30 ORDER BY id"')
+    c.configure("task", 'label_column = "outcome"\nclasses = ["no", "yes"]')
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # the daemon is started from another folder

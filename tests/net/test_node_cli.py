@@ -14,16 +14,26 @@ from p2pfl.cli import main
 from p2pfl.errors import UserError
 from p2pfl.net.checkpoint import read_metrics
 from p2pfl.settings.load import node_settings
-from p2pfl.settings.toml_out import node_template
 
 
-def test_init_writes_a_template_that_loads(tmp_path, capsys):
+def test_init_writes_templates_that_load_and_keeps_an_existing_plan(tmp_path, capsys):
     out = tmp_path / "node.toml"
     assert main(["init", "--out", str(out), "--name", "st-marys"]) == 0
     settings = node_settings(out)
     assert settings.node.name == "st-marys" and settings.gossip.round_timeout == 30.0
+    assert (tmp_path / "plan.toml").is_file()
     assert main(["init", "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
+    # a second hospital joins with the consortium's plan, kept as it is
+    shared = tmp_path / "consortium" / "plan.toml"
+    shared.parent.mkdir()
+    shared.write_text('[training]\nlr = 0.01\n')
+    other = tmp_path / "general" / "node.toml"
+    other.parent.mkdir()
+    assert main(["init", "--out", str(other), "--name", "general", "--plan", str(shared)]) == 0
+    assert shared.read_text() == '[training]\nlr = 0.01\n'
+    joined = node_settings(other)
+    assert joined.training.lr == 0.01 and joined.node.plan == "../consortium/plan.toml"
 
 
 @pytest.mark.parametrize("edit,message", [
@@ -31,20 +41,18 @@ def test_init_writes_a_template_that_loads(tmp_path, capsys):
     (("rounds = 50", 'rounds = "many"'), "training.rounds must be an integer"),
     (("round_timeout = 30.0", "round_timeout = -1.0"), "gossip.round_timeout must be positive"),
     (('kind = "mlp"', 'kind = "resnet"'), "model.kind is not valid: unknown model 'resnet'"),
-    (('source = "digits"', 'source = "csv:patients.csv"'), "data.classes must list the label values"),
+    (('source = "digits"', 'source = "csv:patients.csv"'), "task.classes must list the label values"),
     (("\n[model]\n", "\n[modle]\n"), "unknown section [modle]"),
 ])
-def test_bad_node_config_is_one_error_naming_file_and_key(tmp_path, edit, message):
-    path = tmp_path / "node.toml"
-    path.write_text(node_template("a").replace(*edit))
+def test_bad_node_config_is_one_error_naming_file_and_key(tmp_path, write_config, edit, message):
+    path = write_config(edit)
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")) as err:
         node_settings(path)
-    assert str(path) in str(err.value)
+    assert str(tmp_path) in str(err.value)
 
 
-def test_node_with_missing_key_exits_2_without_traceback(tmp_path):
-    path = tmp_path / "node.toml"
-    path.write_text(node_template("a"))
+def test_node_with_missing_key_exits_2_without_traceback(write_config):
+    path = write_config()
     proc = subprocess.run([sys.executable, "-m", "p2pfl", "node", "--config", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

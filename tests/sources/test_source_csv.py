@@ -76,8 +76,8 @@ def test_only_the_name_of_a_csv_source_is_shared(tmp_path):
     roster = Roster([Member("a", peer_id_of(generate_key()), ("/ip4/127.0.0.1/tcp/1",))])
     mine, theirs = NodeSettings(), NodeSettings()
     mine.data.source, theirs.data.source = "csv:/data/st-marys.csv", "csv:elsewhere/general.csv"
-    assert shared_sections(mine, roster)["data"] == shared_sections(theirs, roster)["data"]
-    assert shared_sections(mine, roster)["data"]["source"] == "csv"
+    assert shared_sections(mine, roster) == shared_sections(theirs, roster)
+    assert shared_sections(mine, roster)["source"] == "csv"
     assert shared_part("synthetic:sites=4") == "synthetic:sites=4" and shared_part("digits") == "digits"
 
 

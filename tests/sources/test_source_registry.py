@@ -37,16 +37,15 @@ def test_load_local_consults_shared_not_the_name(monkeypatch):
         assert np.array_equal(shard.x_train.numpy(), full.x_train) and shard.plan_sizes.tolist() == [455]
 
 
-def test_node_config_names_an_unknown_source_and_needs_classes_for_an_own_table(tmp_path):
+def test_node_config_names_an_unknown_source_and_needs_classes_for_an_own_table(tmp_path, write_config):
     from p2pfl.settings.load import node_settings
-    from p2pfl.settings.toml_out import node_template
 
-    path = tmp_path / "node.toml"
-    path.write_text(node_template("a").replace('source = "digits"', 'source = "mnist"'))
+    path = write_config(('source = "digits"', 'source = "mnist"'))
     with pytest.raises(UserError, match=f"{path}: data.source is not valid: unknown data source 'mnist'"):
         node_settings(path)
-    path.write_text(node_template("a").replace('source = "digits"', 'source = "csv:patients.csv"'))
-    with pytest.raises(UserError, match="data.classes must list the label values .* for a csv source"):
+    path = write_config(('source = "digits"', 'source = "csv:patients.csv"'))
+    with pytest.raises(UserError, match=f"{tmp_path / 'plan.toml'}: task.classes must list the label "
+                       "values .* for a csv source"):
         node_settings(path)
-    path.write_text(node_template("a"))
+    path = write_config()
     assert node_settings(path).data.source == "digits"  # a shared source needs no classes

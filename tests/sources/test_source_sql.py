@@ -134,17 +134,15 @@ def test_a_relative_sqlite_file_is_taken_against_the_base_folder(tmp_path, patie
     assert not (tmp_path / "nowhere.db").exists()
 
 
-def test_the_settings_carry_the_options_to_the_loader_and_a_query_must_be_a_select(tmp_path):
+def test_the_settings_carry_the_options_to_the_loader_and_a_query_must_be_a_select(write_config):
     from p2pfl.settings.load import node_settings
-    from p2pfl.settings.toml_out import node_template
 
     data = NodeSettings().data
     data.sql_query, data.password_env = "SELECT * FROM t", "PW"
     options = source_options("sql:sqlite:///x.db", data)
     assert options == {"sql_query": "SELECT * FROM t", "password_env": "PW"}
     assert source_options("csv:x.csv", data) == {}  # only the named source's options
-    path = tmp_path / "node.toml"
-    path.write_text(node_template("a").replace('sql_query = ""', 'sql_query = "DROP TABLE t"'))
+    path = write_config(('sql_query = ""', 'sql_query = "DROP TABLE t"'))
     with pytest.raises(UserError, match=r"data.sql_query is not valid: must be a SELECT query, got 'DROP'"):
         node_settings(path)
 
@@ -169,5 +167,5 @@ def test_nothing_of_a_hospitals_database_is_shared():
     mine.data.source, mine.data.sql_table = "sql:sqlite:///st-marys.db", "patients"
     theirs.data.source = "sql:postgresql+psycopg://etl@db.general:5432/ehr"
     theirs.data.sql_query, theirs.data.password_env = "SELECT * FROM cohort", "EHR_PW"
-    assert shared_sections(mine, roster)["data"] == shared_sections(theirs, roster)["data"]
-    assert shared_sections(mine, roster)["data"]["source"] == "sql" == shared_part(theirs.data.source)
+    assert shared_sections(mine, roster) == shared_sections(theirs, roster)
+    assert shared_sections(mine, roster)["source"] == "sql" == shared_part(theirs.data.source)
