@@ -160,7 +160,7 @@ class Node:
             pid = await self._connect(peer)
             with trio.fail_after(self.timeouts.connect):
                 stream = await self.host.new_stream(pid, [HELLO_PROTOCOL])
-            mine = hello.pack(self.key, self.consortium, self.consortium_plan, hello.Role.HELLO, recipient=peer)
+            mine = self._hello(hello.Role.HELLO, peer)
             await transfer.write_all(stream, hello.frame(mine), self.timeouts)
             raw = await quorum.read_hello(stream, self.timeouts)
             await stream.close()
@@ -177,6 +177,10 @@ class Node:
         return differences(theirs.consortium.id, theirs.consortium.sections, self.consortium,
                            theirs.plan, self.consortium_plan)
 
+    def _hello(self, role: hello.Role, peer: str) -> bytes:
+        """This node's signed hello (or reply) for `peer`: its consortium, plan and roster."""
+        return hello.pack(self.key, self.consortium, self.consortium_plan, role, recipient=peer)
+
     async def _on_hello(self, stream) -> None:
         """Answer a member's hello with this node's consortium; name what differs, if anything."""
         peer = await self._admitted(stream, self.hellos, quorum.MAX_HELLOS, "hello")
@@ -185,7 +189,7 @@ class Node:
         try:
             theirs = hello.parse(await quorum.read_hello(stream, self.timeouts), sender=peer,
                                  recipient=self.self_id, role=hello.Role.HELLO)
-            mine = hello.pack(self.key, self.consortium, self.consortium_plan, hello.Role.REPLY, recipient=peer)
+            mine = self._hello(hello.Role.REPLY, peer)
             await transfer.write_all(stream, hello.frame(mine), self.timeouts)
             await stream.close()
         except Exception as exc:  # noqa: BLE001 - a bad hello: one line, reset, go on
