@@ -52,6 +52,7 @@ class Restored:
     metrics_row: Row | None = None
     warnings: list[str] = field(default_factory=list)
     repairs: list[str] = field(default_factory=list)
+    preprocessing: Row | None = None  # the statistics the run standardises with (JSON-able)
 
 
 class _Bad(Exception):
@@ -62,8 +63,10 @@ class _Bad(Exception):
 
 
 def save(state_dir: Path, round: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-         metrics_row: Mapping[str, object] | None = None) -> None:
-    """Write the start of round `round` with the metrics row of the round it ends (None for 0).
+         metrics_row: Mapping[str, object] | None = None,
+         preprocessing: Mapping[str, object] | None = None) -> None:
+    """Write the start of round `round` with the metrics row of the round it ends (None for 0)
+    and the statistics the run standardises with (`preprocessing`, JSON-able).
 
     Order: temp file (fsync), current -> checkpoint.prev.pt, temp -> current, fsync the folder.
     On an OSError the current checkpoint is left as it was and StateWriteError is raised.
@@ -76,6 +79,7 @@ def save(state_dir: Path, round: int, model: nn.Module, optimizer: torch.optim.O
         "optimizer": optimizer.state_dict(),
         "torch_rng": torch.random.get_rng_state(),
         "metrics_row": json.loads(json.dumps(metrics_row)),  # plain JSON types only
+        "preprocessing": json.loads(json.dumps(preprocessing)),
     }
     state["digest"] = digest(state)
     buf = io.BytesIO()
@@ -195,8 +199,9 @@ def load(state_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer) ->
     except Exception as exc:  # noqa: BLE001 - a checkpoint that does not fit: one clear error
         raise UserError(f"{path}: the checkpoint does not fit this node's model or optimizer "
                         f"({_first_line(exc)}); move it away to start fresh") from None
-    row = state.get("metrics_row")
-    return Restored(int(state["round"]), path, row if isinstance(row, dict) else None, warnings)
+    row, prep = state.get("metrics_row"), state.get("preprocessing")
+    return Restored(int(state["round"]), path, row if isinstance(row, dict) else None, warnings,
+                    preprocessing=prep if isinstance(prep, dict) else None)
 
 
 def _choose(state_dir: Path, fp: str) -> tuple[Path | None, dict, list[str]]:
