@@ -92,7 +92,7 @@ class Statistics:
         at = 1
         for col in columns:
             if col.kind == "numeric":
-                n, m, s2 = v[at:at + 3]
+                n, m, s2 = (float(t) for t in v[at:at + 3])
                 at += 3
                 count.append(_whole(n, f"column {col.name!r}: the count"))
                 if count[-1] > rows:
@@ -100,8 +100,8 @@ class Statistics:
                                                f"exceeds the {rows} rows")
                 if s2 < 0:
                     raise LearningSettingError(f"statistics: column {col.name!r}: negative variance {s2!r}")
-                mean.append(float(m))
-                var.append(float(s2))
+                mean.append(m)
+                var.append(s2)
             else:
                 k = len(col.categories)
                 cats = tuple(_whole(c, f"column {col.name!r}: a category count") for c in v[at:at + k])
@@ -242,6 +242,7 @@ class Preprocessor:
 
 def _whole(value: float, what: str) -> int:
     """A count from a vector: a non-negative integer."""
+    value = float(value)
     if value < 0 or value != math.floor(value):
         raise LearningSettingError(f"statistics: {what} {value!r} is not a non-negative integer")
     return int(value)
