@@ -9,6 +9,7 @@ import pytest
 from p2pfl.learning.datasets import load_dataset
 from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.local import load_local
+from p2pfl.learning.schema import Column, FeatureSchema
 from p2pfl.learning.sources import resolve_spec, shared_part, source_of
 from p2pfl.net.shared_settings import shared_sections
 from p2pfl.protocol.identity import generate_key, peer_id_of
@@ -33,8 +34,8 @@ def test_csv_with_site_column(tmp_path):
 
 @pytest.mark.parametrize("text,match", [
     ("a,b\n1,2\n3,4\n", "no label column 'label'"),
-    ("a,label\n1,0\nnan,1\n", r"h.csv:3: column 'a' is 'nan', not a finite number"),
-    ("a,label\n1,0\nhigh,1\n", r"h.csv:3: column 'a' is not a number: 'high'"),
+    ("a,label\n1,0\nnan,1\n", r"h.csv:3: column 'a' is empty \(features.missing = drop_row or impute"),
+    ("a,label\n1,0\ninf,1\n", r"h.csv:3: column 'a' is 'inf', not a finite number"),
     ("a,label\n1,0\n2\n", "1 fields, the header has 2"),
     ("a,label\n", "no data rows"),
     ("a,label\n1,0\n2,0\n", "single class"),
@@ -42,6 +43,16 @@ def test_csv_with_site_column(tmp_path):
 def test_csv_errors_name_file_row_column(tmp_path, text, match):
     with pytest.raises(LearningSettingError, match=match):
         load_dataset(_csv(tmp_path, text))
+
+
+def test_text_in_a_numeric_column_names_row_and_column(tmp_path):
+    spec = _csv(tmp_path, "a,label\n1,0\nhigh,1\n")
+    with pytest.raises(LearningSettingError, match=r"h.csv:3: column 'a' is not a number: 'high'$"):
+        load_dataset(spec, schema=FeatureSchema(columns=(Column("a", "numeric"),)))
+    with pytest.raises(LearningSettingError, match=r"h.csv: text column\(s\) 'a' \('high' at .*h.csv:3\): "
+                                                   r"list them with their categories in features.columns"):
+        load_dataset(spec, schema=FeatureSchema(infer_categories=False))
+    assert load_dataset(spec).feature_names == ["a=1", "a=high"]  # inferred: a text column
 
 
 def test_csv_with_fixed_classes_keeps_label_order_and_class_count(tmp_path):

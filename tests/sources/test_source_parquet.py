@@ -11,6 +11,7 @@ import pytest
 from p2pfl.learning.datasets import load_dataset
 from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.local import load_local
+from p2pfl.learning.schema import Column, FeatureSchema
 from p2pfl.learning.sources import resolve_spec, shared_part, source_of
 
 
@@ -39,7 +40,6 @@ def test_number_labels_are_named_by_their_shortest_text(tmp_path):
 
 @pytest.mark.parametrize("columns,match", [
     ({"a": [1.0, 2.0], "b": [0, 1]}, r"h.parquet: no label column 'label' \(columns: a, b\)"),
-    ({"a": ["1", "high", "3"], "label": [0, 1, 0]}, r"h.parquet, row 2: column 'a' is not a number: 'high'"),
     ({"a": [1.0, float("inf")], "label": [0, 1]},
      r"h.parquet, row 2: column 'a' is inf, not a finite number"),
     ({"a": [1.0, None], "label": [0, 1]}, r"h.parquet, row 2: column 'a' is empty"),
@@ -50,6 +50,12 @@ def test_parquet_errors_are_one_line_naming_file_row_column(tmp_path, columns, m
     with pytest.raises(LearningSettingError, match=match) as info:
         load_dataset(_write(tmp_path / "h.parquet", **columns))
     assert "\n" not in str(info.value)
+
+
+def test_text_in_a_numeric_column_of_the_plan(tmp_path):
+    spec = _write(tmp_path / "h.parquet", a=["1", "high", "3"], label=[0, 1, 0])
+    with pytest.raises(LearningSettingError, match=r"h.parquet, row 2: column 'a' is not a number: 'high'$"):
+        load_dataset(spec, schema=FeatureSchema(columns=(Column("a", "numeric"),)))
 
 
 def test_a_file_that_is_not_parquet_or_not_there(tmp_path):

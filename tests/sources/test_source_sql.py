@@ -11,6 +11,7 @@ from p2pfl.errors import UserError
 from p2pfl.experiments.spec import run_key
 from p2pfl.learning.datasets import load_dataset
 from p2pfl.learning.errors import LearningSettingError
+from p2pfl.learning.schema import Column, FeatureSchema
 from p2pfl.learning.sources import Request, resolve_spec, shared_part, source_of, source_options
 from p2pfl.net.shared_settings import shared_sections
 from p2pfl.protocol.identity import generate_key, peer_id_of
@@ -57,8 +58,6 @@ def test_rows_come_in_the_querys_order(tmp_path, patients):
 
 @pytest.mark.parametrize("rows,options,match", [
     (None, {"sql_query": "SELECT a, b FROM patients"}, r"h.db: no label column 'label' \(columns: a, b\)"),
-    ([(1.0, 1, "no", "H"), ("high", 2, "yes", "H")], {"sql_table": "patients"},
-     r"^sql:sqlite:///.*h.db, row 2: column 'a' is not a number: 'high'$"),
     ([(1.0, 1, "no", "H"), (2.0, 2, None, "H")], {"sql_table": "patients"},
      r"h.db, row 2: column 'outcome' is empty"),
     (None, {"sql_query": "SELECT a, b, outcome FROM patients WHERE a > 1000"}, r"h.db: no data rows"),
@@ -72,6 +71,16 @@ def test_sqlite_errors_are_one_line(tmp_path, patients, rows, options, match):
     label = "label" if "no label column" in match else "outcome"
     with pytest.raises(LearningSettingError, match=match) as info:
         load_dataset(spec, label_column=label, site_column="hospital" if rows else None, options=options)
+    _one_line(info)
+
+
+def test_text_in_a_numeric_column_of_the_plan_is_one_line(tmp_path, patients):
+    spec = patients.sqlite(tmp_path / "h.db", [(1.0, 1, "no", "H"), ("high", 2, "yes", "H")])
+    plan = FeatureSchema(columns=(Column("a", "numeric"), Column("b", "numeric")))
+    with pytest.raises(LearningSettingError,
+                       match=r"^sql:sqlite:///.*h.db, row 2: column 'a' is not a number: 'high'$") as info:
+        load_dataset(spec, label_column="outcome", site_column="hospital", options={"sql_table": "patients"},
+                     schema=plan)
     _one_line(info)
 
 

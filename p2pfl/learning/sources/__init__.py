@@ -8,17 +8,21 @@ never partitioned, only split into training and validation rows.
 A source that needs more than its argument (the sql source's query) names its *options*: keys
 of the settings schema (node.toml's [data], the simulator's SimConfig) that `source_options`
 carries to its loader in `Request.options`, as text, only when set.
+
+A tabular source (csv, parquet, sql) also has `read`: its raw rows (`RawRows`), which its `load`
+converts (`_columns.to_table`) and `p2pfl plan draft` inspects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from p2pfl.learning.errors import LearningSettingError
+from p2pfl.learning.schema import Column, FeatureSchema, numeric_columns
 from p2pfl.registry import Param, Registry
 
 
@@ -34,22 +38,44 @@ class Request:
     nodes: int | None = None
     classes: list[str] | None = None
     options: Mapping[str, str] = field(default_factory=dict)  # the source's options that are set
+    schema: FeatureSchema | None = None  # the plan's feature columns; None: inferred
 
     def option(self, key: str) -> str:
         """The option `key`, "" when it is not set."""
         return self.options.get(key, "")
 
 
+RowName = Callable[[int], str]  # a row's number -> where it is, for messages ("h.csv:3")
+
+
+@dataclass(frozen=True)
+class RawRows:
+    """A tabular source's rows as read, before any conversion: the column names and each row
+    with its number in the source's own terms (a CSV's file line, a 1-based data row)."""
+
+    where: str  # the source in messages (a file, a URL without password)
+    header: Sequence[str]
+    rows: list[tuple[int, Sequence[object]]]
+    row_name: RowName  # names row n in messages
+
+
 @dataclass(frozen=True)
 class Table:
-    """A source's raw arrays, before the train/test split: float64 features, int64 labels."""
+    """A source's raw arrays, before the train/test split: float64 features (a numeric value or a
+    category's index; NaN for a missing cell), int64 labels."""
 
     name: str
     x: np.ndarray
     y: np.ndarray
-    features: list[str]
+    features: list[str]  # the column names, in the order of x's columns
     site: np.ndarray | None = None  # site of each row, when the data has one
     n_classes: int | None = None  # fixed by the caller (a csv's classes); else max label + 1
+    columns: tuple[Column, ...] = ()  # the kind of each column; () means all numeric
+    dropped: int = 0  # rows left out for a missing cell (features.missing = drop_row)
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            object.__setattr__(self, "columns", numeric_columns(self.features))
 
 
 @dataclass(frozen=True)
@@ -68,6 +94,7 @@ class DataSource:
     options: tuple[str, ...] = ()  # settings keys the loader reads from Request.options
     # the argument with a relative path inside it taken relative to a folder (an sqlite URL's file)
     relocate: Callable[[str, Path], str] | None = None
+    read: Callable[[Request], RawRows] | None = None  # a tabular source's raw rows; load converts them
 
     @property
     def usage(self) -> str:

@@ -9,19 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from p2pfl.learning.errors import LearningSettingError
-from p2pfl.learning.sources import DataSource, Request, Table
-from p2pfl.learning.sources._columns import to_table
+from p2pfl.learning.schema import FeatureSchema
+from p2pfl.learning.sources import DataSource, RawRows, Request, Table
+from p2pfl.learning.sources._columns import tabular, to_table
 
 
-def read_table(
-    path: Path, label_column: str = "label", site_column: str | None = None,
-    classes: list[str] | None = None, name: str = "",
-) -> Table:
-    """Read a hospital's table: one label column, numeric feature columns, optional site column.
-
-    Labels may be any strings or numbers (mapped to 0..C-1 in sorted order, or in the order of
-    `classes` when given). Every error names the file, the row (its line) and the column.
-    """
+def read_rows(path: Path) -> RawRows:
+    """The header and data rows of a CSV file; a row is named by its file line (`h.csv:3`)."""
     if not path.is_file():
         raise LearningSettingError(f"{path}: no such file")
     with path.open(newline="") as fh:
@@ -30,8 +24,23 @@ def read_table(
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise LearningSettingError(f"{path}: the file is empty") from None
-        return to_table(name or f"csv:{path}", str(path), header, _rows(reader, path, len(header)),
-                        label_column, site_column, classes, row_name=lambda line: f"{path}:{line}")
+        rows = list(_rows(reader, path, len(header)))
+    return RawRows(str(path), header, rows, lambda line: f"{path}:{line}")
+
+
+def read_table(
+    path: Path, label_column: str = "label", site_column: str | None = None,
+    classes: list[str] | None = None, name: str = "", schema: FeatureSchema | None = None,
+) -> Table:
+    """Read a hospital's table: one label column, feature columns (the schema's, else all the
+    others), optional site column.
+
+    Labels may be any strings or numbers (mapped to 0..C-1 in sorted order, or in the order of
+    `classes` when given). Every error names the file, the row (its line) and the column.
+    """
+    raw = read_rows(path)
+    return to_table(name or f"csv:{path}", raw.where, raw.header, raw.rows, label_column, site_column,
+                    classes, raw.row_name, schema)
 
 
 def _rows(reader: Iterator[list[str]], path: Path, width: int) -> Iterator[tuple[int, list[str]]]:
@@ -53,17 +62,17 @@ def read_csv(
     return t.x, t.y, t.site, t.features
 
 
-def _load(request: Request) -> Table:
-    return read_table(Path(request.argument), request.label_column, request.site_column,
-                      request.classes, name=f"csv:{request.argument}")
+def _read(request: Request) -> RawRows:
+    return read_rows(Path(request.argument))
 
 
 COMPONENT = DataSource(
     name="csv",
-    summary="a hospital's own CSV table (label column, numeric features, optional site column); "
+    summary="a hospital's own CSV table (label column, feature columns, optional site column); "
             "needs data.classes on a node",
     shared=False,
-    load=_load,
+    load=tabular("csv", _read),
+    read=_read,
     argument="PATH",
     required=True,
     path=True,

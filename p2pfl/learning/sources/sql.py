@@ -1,5 +1,5 @@
 """A hospital's own table in a database, `sql:URL` (SQLAlchemy): the rows of a query, in the
-query's order, with the columns of a csv table (label, numeric features, optional site).
+query's order, with the columns of a csv table (label, features, optional site).
 
 The URL names the database without a password (`sql:postgresql+psycopg://tester@host:5432/db`,
 `sql:sqlite:///hospital.db`, a relative sqlite file taken beside node.toml or the experiment
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from p2pfl.learning.errors import LearningSettingError
-from p2pfl.learning.sources import DataSource, Request, Table
-from p2pfl.learning.sources._columns import to_table
+from p2pfl.learning.sources import DataSource, RawRows, Request
+from p2pfl.learning.sources._columns import tabular
 
 QUERY, TABLE, PASSWORD_ENV = "sql_query", "sql_table", "password_env"
 _SELECT = re.compile(r"\s*(\(\s*)*(select|with|values)\b", re.IGNORECASE)
@@ -91,7 +91,7 @@ def _password(options: Mapping[str, str], where: str) -> str | None:
     return value
 
 
-def _load(request: Request) -> Table:
+def _read(request: Request) -> RawRows:
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
@@ -128,8 +128,7 @@ def _load(request: Request) -> Table:
         raise failed(exc) from None
     finally:
         engine.dispose()
-    return to_table(f"sql:{request.argument}", where, header, rows, request.label_column,
-                    request.site_column, request.classes)
+    return RawRows(where, header, rows, lambda n: f"{where}, row {n}")
 
 
 COMPONENT = DataSource(
@@ -137,7 +136,8 @@ COMPONENT = DataSource(
     summary="a hospital's own database table or query (SQLAlchemy URL without password; "
             "data.sql_query or data.sql_table, data.password_env); needs data.classes on a node",
     shared=False,
-    load=_load,
+    load=tabular("sql", _read),
+    read=_read,
     argument="URL",
     required=True,
     options=(QUERY, TABLE, PASSWORD_ENV),
