@@ -168,7 +168,7 @@ def test_a_new_node_settings_object_has_its_own_lists():
     ("gossip", "start_timeout = 0", "gossip.start_timeout must be positive"),
     ("features", 'missing = "guess"', "features.missing must be error, drop_row, impute, got 'guess'"),
     ("features", 'columns = [{ name = "age", type = "text" }]', "features.columns is not valid"),
-    ("data", 'columns = { "Age" = 3 }', "data.columns must be a table"),
+    ("data", 'columns = { "Age" = 3 }', "data.columns must map names to non-empty strings ('Age' does not)"),
 ])
 def test_field_checks_name_file_key_and_reason(tmp_path, section, line, message):
     key = line.split(" = ")[0]

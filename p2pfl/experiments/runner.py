@@ -101,6 +101,7 @@ def check_plan(exp: Experiment, plan: list[PlannedRun]) -> None:
     from p2pfl.gossip.topology import build_topology
     from p2pfl.learning.datasets import load_dataset
     from p2pfl.learning.partition import partition
+    from p2pfl.settings.load import sim_schema
     from p2pfl.sim.runner import validate
 
     topologies: set[tuple[object, ...]] = set()
@@ -120,11 +121,13 @@ def check_plan(exp: Experiment, plan: list[PlannedRun]) -> None:
             if exp.kind != "train":
                 continue
             options = source_options(cfg.dataset, cfg)
-            data_key = (cfg.dataset, cfg.label_column, cfg.site_column, cfg.nodes, tuple(options.items()))
+            schema, classes = sim_schema(cfg)
+            data_key = (cfg.dataset, cfg.label_column, cfg.site_column, cfg.nodes, tuple(options.items()),
+                        repr(schema), tuple(classes or ()))
             if data_key not in datasets:
                 datasets[data_key] = load_dataset(cfg.dataset, seed=0, label_column=cfg.label_column,
                                                   site_column=cfg.site_column, nodes=cfg.nodes,
-                                                  options=options)
+                                                  options=options, classes=classes, schema=schema)
             ds = datasets[data_key]
             if (data_key, cfg.partition) not in parts:
                 parts.add((data_key, cfg.partition))

@@ -85,12 +85,16 @@ class FeatureSchema:
     missing: str = "error"
     rename: Mapping[str, str] = field(default_factory=dict)  # local column name -> plan name
     infer_categories: bool = True
+    categorical: tuple[str, ...] = ()  # inferred columns taken as categorical although numbers
 
     def __post_init__(self) -> None:
         if self.missing not in MISSING_POLICIES:
             raise LearningSettingError(f"features.missing must be one of {', '.join(MISSING_POLICIES)}, "
                                        f"got {self.missing!r}")
         names = [c.name for c in self.columns]
+        if self.categorical and self.columns:
+            raise LearningSettingError("categorical columns are chosen by features.columns or by "
+                                       "inference, not both")
         if len(set(names)) != len(names):
             raise LearningSettingError("features.columns: a column is listed twice")
         for name in self.ignore:
@@ -110,4 +114,4 @@ class FeatureSchema:
     @property
     def fixed(self) -> bool:
         """True when the schema chooses columns (a source with fixed columns cannot take it)."""
-        return bool(self.columns or self.ignore or self.rename)
+        return bool(self.columns or self.ignore or self.rename or self.categorical)

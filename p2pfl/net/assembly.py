@@ -20,9 +20,11 @@ from p2pfl.gossip.compression import parse_compression
 from p2pfl.gossip.robust import Aggregator, parse_aggregator
 from p2pfl.gossip.topology import Topology, build_topology
 from p2pfl.learning.batches import BatchPlan
-from p2pfl.learning.local import LocalData, load_local
+from p2pfl.learning.errors import LearningSettingError
+from p2pfl.learning.local import LocalData, LocalTable, load_local_table
 from p2pfl.learning.models import build_model
 from p2pfl.learning.params import fingerprint, flatten, param_specs
+from p2pfl.learning.preprocess import Statistics
 from p2pfl.learning.privacy import epsilon
 from p2pfl.learning.sources import resolve_spec, source_options
 from p2pfl.learning.trainer import OptimConfig, make_optimizer
@@ -37,6 +39,7 @@ from p2pfl.protocol.payload import UpdateFormat
 from p2pfl.protocol.roster import Roster
 from p2pfl.protocol.rounds import RoundMachine
 from p2pfl.settings.node import NodeSettings, PrivacySection
+from p2pfl.settings.plan import feature_schema
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,14 @@ class Identity:
 
 @dataclass
 class Learner:
-    """This node's local learning: data, model, optimizer, batch plan and DP-SGD settings."""
+    """This node's local learning: data, model, optimizer, batch plan and DP-SGD settings.
+
+    `data` is preprocessed with `data.statistics`: the checkpoint's on a resume, else this
+    node's own until the members agree on theirs (`agree` True: a hospital's own table at a
+    fresh start; see p2pfl.net.agreement), when `table.prepare` makes it again."""
 
     data: LocalData
+    table: LocalTable
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     plan: BatchPlan
@@ -65,6 +73,7 @@ class Learner:
     specs: list[Spec]
     fingerprint: str
     n_params: int
+    agree: bool = False
 
     def epsilon(self, rounds: int) -> float:
         """Privacy spent after `rounds` rounds of DP-SGD, at privacy.delta."""
@@ -163,26 +172,39 @@ def _learner(settings: NodeSettings, identity: Identity) -> tuple[Learner, torch
     every member (same seed)."""
     d, task, t = settings.data, settings.task, settings.training
     source = resolve_spec(d.source, settings.base_dir)  # a relative path: beside node.toml
-    data = load_local(source, identity.index, len(identity.members), task.label_column, task.classes,
-                      task.partition, task.seed, source_options(source, d))
+    table = load_local_table(source, identity.index, len(identity.members), task.label_column,
+                             task.classes, task.partition, task.seed, source_options(source, d),
+                             feature_schema(settings))
+    data = table.prepare(table.statistics)  # the shapes; an own table's agreed statistics come later
     model = build_model(settings.model.kind, data.input_shape, data.n_classes,
                         tuple(settings.model.hidden), seed=t.seed)
     optimizer = make_optimizer(model, OptimConfig(t.optimizer, t.lr, t.momentum))
     initial = flatten(model)
     plan = BatchPlan(data.plan_sizes, t.batch_size, t.local_steps, seed=t.seed)
     sample_rate = min(1.0, t.batch_size / len(data.y_train))
-    learner = Learner(data, model, optimizer, plan, settings.privacy, sample_rate, t.local_steps,
+    learner = Learner(data, table, model, optimizer, plan, settings.privacy, sample_rate, t.local_steps,
                       param_specs(model), "", initial.numel())
     return learner, initial
 
 
 def _restore(state_dir: Path, learner: Learner, log: EventLog) -> int:
-    """Load the last good checkpoint and make metrics.jsonl agree with it; the round to start."""
+    """Load the last good checkpoint and make metrics.jsonl agree with it; the round to start.
+    A shared source's statistics are alike everywhere; an own table's are the checkpoint's."""
     restored = checkpoint.recover(state_dir, learner.model, learner.optimizer)
     for warning in restored.warnings:
         log.warn("checkpoint_fallback", reason=warning)
     if restored.repairs:
         log.info("state_repaired", what="; ".join(restored.repairs))
+    if learner.table.source.shared:
+        return restored.round
+    learner.agree = restored.preprocessing is None  # a fresh start: agree with the members
+    if restored.preprocessing is not None:
+        try:
+            agreed = Statistics.from_dict(restored.preprocessing, learner.table.table.columns)
+        except LearningSettingError as exc:
+            raise UserError(f"{restored.path}: its preprocessing statistics do not fit the plan's "
+                            f"features ({exc}); move it away to start fresh") from None
+        learner.data = learner.table.prepare(agreed)
     return restored.round
 
 

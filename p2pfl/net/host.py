@@ -34,7 +34,8 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from p2pfl.net import libp2p_fixes
 
 PROTOCOL = "/p2pfl/update/1.0.0"
-HELLO_PROTOCOL = "/p2pfl/hello/1.0.0"  # the start quorum (p2pfl.net.quorum)
+HELLO_PROTOCOL = "/p2pfl/hello/2.0.0"  # the start quorum (p2pfl.net.quorum)
+STATS_PROTOCOL = "/p2pfl/statistics/1.0.0"  # agreeing on the preprocessing (p2pfl.net.agreement)
 
 
 def key_pair(key: Ed25519PrivateKey) -> KeyPair:

@@ -8,20 +8,39 @@ from pathlib import Path
 
 from p2pfl.errors import UserError
 from p2pfl.learning.errors import LearningSettingError
+from p2pfl.learning.schema import FeatureSchema
 from p2pfl.learning.sources import source_of
 from p2pfl.settings.fields import check_of
 from p2pfl.settings.node import NODE_FILE, PLAN_FILE, NodeSettings, file_of, keys_of, sections
+from p2pfl.settings.plan import feature_schema, names_list, sim_values
 from p2pfl.settings.sim import SimConfig, check_sim_table
 from p2pfl.tomlio import describe, matches, read_toml
 
 
 def sim_config(path: Path | None, flags: dict[str, object]) -> SimConfig:
-    """SimConfig from defaults, then the TOML file, then the flags that were given."""
-    values: dict[str, object] = {}
+    """SimConfig from defaults, then a consortium plan (`plan`, from the flags or the file), then
+    the TOML file, then the flags that were given."""
+    given: dict[str, object] = {}
     if path is not None:
-        values.update(check_sim_table(read_toml(path), str(path)))
-    values.update({k: v for k, v in flags.items() if v is not None})
+        given.update(check_sim_table(read_toml(path), str(path)))
+    given.update({k: v for k, v in flags.items() if v is not None})
+    values: dict[str, object] = {}
+    if given.get("plan"):
+        plan = Path(str(given["plan"]))
+        if path is not None and not plan.is_absolute() and "plan" not in flags:
+            plan = path.parent / plan  # a plan named in the file: beside the file
+        given["plan"] = str(plan)
+        values.update(sim_values(plan_settings(plan)))
+    values.update(given)
     return SimConfig(**values)
+
+
+def plan_settings(path: Path) -> NodeSettings:
+    """The settings of plan.toml alone (node.toml's keys at their defaults), checked."""
+    settings = NodeSettings(base_dir=path.resolve().parent)
+    _apply(settings, read_toml(path), path, PLAN_FILE)
+    _check_fields(settings, {NODE_FILE: path, PLAN_FILE: path})
+    return settings
 
 
 def node_settings(path: Path) -> NodeSettings:
@@ -112,3 +131,13 @@ def _check_node(s: NodeSettings, files: dict[str, Path]) -> None:
             raise bad(key, f"lists the label column {s.task.label_column!r}")
     if both := sorted(set(f.ignore) & set(named)):
         raise bad("features.ignore", f"lists {both[0]!r}, a column of features.columns")
+
+
+def sim_schema(cfg: SimConfig) -> tuple[FeatureSchema, list[str] | None]:
+    """The feature schema and classes of a simulation: its plan's, or its flags' (text columns
+    are categorical, with the categories found in the one table the simulator reads)."""
+    if cfg.plan:
+        plan = plan_settings(Path(cfg.plan))
+        return feature_schema(plan, infer_categories=True), list(plan.task.classes) or None
+    return FeatureSchema(ignore=names_list(cfg.ignore), missing=cfg.missing,
+                         categorical=names_list(cfg.categorical)), None

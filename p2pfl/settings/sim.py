@@ -31,8 +31,10 @@ SOURCE_DEFAULTS: dict[str, object] = {
     "sql_query": F.SQL_QUERY.default, "sql_table": F.SQL_TABLE.default,
     "password_env": F.PASSWORD_ENV.default,
 }
+# The feature schema of a hospital table (issue 11): at their defaults, left out of the run key.
+SCHEMA_DEFAULTS: dict[str, object] = {"plan": None, "categorical": None, "ignore": None, "missing": "error"}
 # Every setting a run key leaves out at its default (p2pfl.experiments.spec.run_key).
-KEYLESS_DEFAULTS: dict[str, object] = {**ROBUSTNESS_DEFAULTS, **SOURCE_DEFAULTS}
+KEYLESS_DEFAULTS: dict[str, object] = {**ROBUSTNESS_DEFAULTS, **SOURCE_DEFAULTS, **SCHEMA_DEFAULTS}
 
 
 def _hidden_text(sizes: list[int]) -> str:
@@ -67,6 +69,14 @@ class SimConfig:
     eval_every: int = setting(10, "evaluate every this many rounds")
     label_column: str = F.LABEL_COLUMN.field()
     site_column: str | None = setting(None, "site column of a CSV dataset (for --partition site)")
+    plan: str | None = setting(None, "a consortium's plan.toml: its task, feature schema, model, "
+                               "training and gossip settings (flags and the --config file still win)",
+                               metavar="PLAN")
+    categorical: str | None = setting(None, "columns taken as categorical although their values are "
+                                      "numbers (text columns are categorical anyway)", metavar="COL,...")
+    ignore: str | None = setting(None, "columns that are not features (IDs, dates)", metavar="COL,...")
+    missing: str = setting("error", "an empty cell: error, drop_row, or impute (mean, or most "
+                           "frequent category)", F.one_of("error", "drop_row", "impute"))
     sql_query: str = F.SQL_QUERY.field()
     sql_table: str = F.SQL_TABLE.field()
     password_env: str = F.PASSWORD_ENV.field()

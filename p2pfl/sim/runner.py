@@ -21,6 +21,7 @@ from p2pfl.learning.params import flatten, num_params
 from p2pfl.learning.partition import partition
 from p2pfl.learning.sources import source_options
 from p2pfl.learning.trainer import OptimConfig
+from p2pfl.settings.load import sim_schema
 from p2pfl.settings.sim import BASELINES, ENGINES, SimConfig, local_steps
 from p2pfl.sim.attacks import byzantine_nodes, poisoned_data
 from p2pfl.sim.data import NodeData
@@ -105,8 +106,9 @@ def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
             "pass --allow-disconnected to simulate it anyway"
         )
     check_against_topology(parse_robustness(cfg), topo)
+    schema, classes = sim_schema(cfg)
     ds = load_dataset(cfg.dataset, seed=cfg.seed, label_column=cfg.label_column,
-                      site_column=cfg.site_column, nodes=cfg.nodes,
+                      site_column=cfg.site_column, nodes=cfg.nodes, classes=classes, schema=schema,
                       options=source_options(cfg.dataset, cfg))
     part = partition(cfg.partition, ds.y_train, cfg.nodes, seed=cfg.seed,
                      site=ds.site_train, n_features=ds.n_features)

@@ -155,7 +155,12 @@ def _inferred(names: list[str], kept: list[tuple[int, Cells]], schema: FeatureSc
               where: str, at: RowName) -> tuple[Column, ...]:
     """Columns inferred from the values: numeric when every value is a number, else categorical
     (refused when the schema does not infer categories: each hospital would find its own)."""
-    columns = tuple(infer_column(name, [cells[k] for _, cells in kept]) for k, name in enumerate(names))
+    unknown = sorted(set(schema.categorical) - set(names))
+    if unknown:
+        raise LearningSettingError(f"{where}: no column {unknown[0]!r} to treat as categorical "
+                                   f"(feature columns: {', '.join(names)})")
+    columns = tuple(infer_column(name, [cells[k] for _, cells in kept], name in schema.categorical)
+                    for k, name in enumerate(names))
     if schema.infer_categories or all(c.kind == "numeric" for c in columns):
         return columns
     text = []
@@ -168,11 +173,11 @@ def _inferred(names: list[str], kept: list[tuple[int, Cells]], schema: FeatureSc
                                "categories in features.columns (p2pfl plan draft proposes them)")
 
 
-def infer_column(name: str, values: Iterable[object]) -> Column:
-    """The column `name` its values suggest: numeric when every value present is a number, else
-    categorical with the categories found (sorted like labels)."""
+def infer_column(name: str, values: Iterable[object], categorical: bool = False) -> Column:
+    """The column `name` its values suggest: numeric when every value present is a number (and
+    `categorical` is False), else categorical with the categories found (sorted like labels)."""
     present = [v for v in values if not is_missing(v)]
-    if all(is_number(v) for v in present):
+    if not categorical and all(is_number(v) for v in present):
         return Column(name, "numeric")
     found = {_text(v, "", name) for v in present}
     return Column(name, "categorical", tuple(sorted(found, key=label_key)))
