@@ -108,6 +108,7 @@ def check_consortium(update: ModelUpdate, mine: Consortium) -> None:
 
 
 MAX_NAMED_KEYS = 6  # differing keys named in one line
+SHOWN = 80  # characters of a value shown whole (p2pfl.protocol.wording.short)
 
 
 def differences(their_id: bytes, their_sections: Mapping[str, bytes], mine: Consortium,
@@ -148,12 +149,25 @@ def key_differences(mine: Mapping[str, object], theirs: Mapping[str, object],
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             for key in sorted(set(a) | set(b)):
                 if key not in a or key not in b or canonical_json(a[key]) != canonical_json(b[key]):
-                    out.append(f"{name}.{key}: {_shown(a, key)} here, {_shown(b, key)} at the peer")
+                    out.append(_value_difference(f"{name}.{key}", a, b, key))
         elif name == "roster" and isinstance(a, list) and isinstance(b, list):
             out.append(_roster_difference(a, b))
         else:
             out.append(f"{name}: {short(a)} here, {short(b)} at the peer")
     return out
+
+
+def _value_difference(where: str, a: Mapping[str, object], b: Mapping[str, object], key: str) -> str:
+    """One key's two values; of two lists too long to show, the first item that differs (a
+    feature schema)."""
+    x, y = a.get(key), b.get(key)
+    long = len(repr(x)) > SHOWN or len(repr(y)) > SHOWN
+    if long and isinstance(x, list) and isinstance(y, list) and key in a and key in b:
+        for i, (u, v) in enumerate(zip(x, y, strict=False)):
+            if canonical_json(u) != canonical_json(v):
+                return f"{where}[{i}]: {short(u)} here, {short(v)} at the peer"
+        return f"{where}: {len(x)} items here, {len(y)} at the peer"
+    return f"{where}: {_shown(a, key)} here, {_shown(b, key)} at the peer"
 
 
 def _shown(table: Mapping[str, object], key: str) -> str:
