@@ -77,6 +77,17 @@ def _parser() -> argparse.ArgumentParser:
                    "beside node.toml; an existing plan, e.g. the consortium's, is kept)")
     i.set_defaults(func=_cmd_init)
 
+    pl = sub.add_parser("plan", help="the consortium plan: `p2pfl plan draft` proposes one from a table")
+    plan_sub = pl.add_subparsers(dest="plan_command", required=True)
+    dr = plan_sub.add_parser("draft", help="propose a plan.toml from one hospital's table (types, "
+                             "categories, likely identifiers), for a person to review")
+    dr.add_argument("--data", required=True,
+                    help="the table: FILE.csv, FILE.parquet, csv:PATH or parquet:PATH")
+    dr.add_argument("--label", required=True, help="the label column")
+    dr.add_argument("--site", help="a site column, not a feature")
+    dr.add_argument("--out", type=Path, default=Path("plan.toml"), help="default: plan.toml ('-': print it)")
+    dr.set_defaults(func=_cmd_plan_draft)
+
     k = sub.add_parser("keygen", help="create this node's Ed25519 key (mode 0600); prints the peer ID")
     k.add_argument("--out", type=Path, required=True)
     k.add_argument("--passphrase-env", metavar="VAR",
@@ -106,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
                        formatter_class=_HelpFormatter)
     d.add_argument("--nodes", type=int, default=4)
     d.add_argument("--rounds", type=int, default=10)
-    d.add_argument("--dataset", default="breast_cancer")
+    d.add_argument("--dataset", default="breast_cancer",
+                   help="bundled data, or a table (csv:PATH, parquet:PATH) dealt out to the hospitals")
+    d.add_argument("--label-column", default="label", help="the label column of a table")
     _lazy_help(d.add_argument("--topology", default="ring", help="topology"), choices.topology_help)
     d.add_argument("--partition", default="dirichlet:0.5", help="how the data is split (non-IID)")
     _lazy_help(d.add_argument("--aggregator", default="mean", help="aggregator"), choices.aggregator_help)
@@ -190,6 +203,24 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan_draft(args: argparse.Namespace) -> int:
+    from p2pfl.atomic import write_atomic
+    from p2pfl.commands import draft_plan
+
+    if str(args.out) != "-" and args.out.exists():
+        raise UserError(f"{args.out} exists; not overwriting it")
+    text, notes = draft_plan(args.data, args.label, args.site)
+    if str(args.out) == "-":
+        print(text, end="")
+        return 0
+    write_atomic(args.out, text)
+    for line in notes[1:]:
+        print(f"  {line}", file=sys.stderr)
+    print(f"wrote {args.out}: review it (the notes are at its top), then share it with every member",
+          file=sys.stderr)
+    return 0
+
+
 def _cmd_keygen(args: argparse.Namespace) -> int:
     from p2pfl.commands import keygen
 
@@ -229,7 +260,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(DemoOptions(nodes=args.nodes, rounds=args.rounds, dataset=args.dataset,
                                 topology=args.topology, partition=args.partition, folder=args.dir,
                                 json=args.json, aggregator=args.aggregator,
-                                compression=args.compression, dp=args.dp))
+                                compression=args.compression, dp=args.dp,
+                                label_column=args.label_column))
 
 
 def _cmd_topology(args: argparse.Namespace) -> int:

@@ -94,3 +94,32 @@ def inspect(path: Path) -> Inspection:
 
 def _shape(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def draft_plan(data: str, label_column: str, site_column: str | None = None) -> tuple[str, list[str]]:
+    """(plan.toml text, notes) proposed from one hospital's table (`p2pfl plan draft`).
+
+    `data` is a file (.csv, .parquet) or a source spec (`csv:PATH`, `parquet:PATH`). The plan
+    holds every plan key at its default, with the task and features the table suggests, and the
+    notes as comments at its top, for a person to review before it is shared."""
+    from p2pfl.learning.draft import draft_schema
+    from p2pfl.learning.sources import Request, source_of
+    from p2pfl.settings.node import NodeSettings
+    from p2pfl.settings.plan import apply_draft
+    from p2pfl.settings.toml_out import plan_template
+
+    kind = "parquet" if data.endswith(".parquet") else "csv"
+    spec = data if ":" in data.split("/")[0] else f"{kind}:{data}"
+    source, argument = source_of(spec)
+    if source.read is None:
+        raise UserError(f"--data {data}: a {source.name} source has no table to draft from "
+                        "(give a csv or parquet file)")
+    draft = draft_schema(source.read(Request(spec, argument, label_column=label_column,
+                                             site_column=site_column)), label_column, site_column)
+    settings = NodeSettings()
+    apply_draft(settings, draft, label_column)
+    notes = [f"drafted from {data} by `p2pfl plan draft`: review it, then share it with every member",
+             *draft.notes]
+    head = "".join(f"# {line}\n" for line in notes)
+    return head + "\n" + plan_template(settings), notes
+

@@ -20,10 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from p2pfl import demo_tables
 from p2pfl.atomic import write_atomic
 from p2pfl.commands import keygen
 from p2pfl.errors import UserError
 from p2pfl.files.roster_file import write_roster
+from p2pfl.learning.draft import Draft
+from p2pfl.learning.sources import resolve_spec, source_of
 from p2pfl.net.checkpoint import read_metrics
 from p2pfl.protocol.roster import Member, Roster
 from p2pfl.settings.node import (
@@ -38,6 +41,7 @@ from p2pfl.settings.node import (
     TaskSection,
     TrainingSection,
 )
+from p2pfl.settings.plan import apply_draft
 from p2pfl.settings.sim import SimConfig
 from p2pfl.settings.toml_out import to_toml
 from p2pfl.sim.runner import baseline
@@ -59,6 +63,7 @@ class DemoOptions:
     aggregator: str = "mean"
     compression: str = "none"
     dp: str = ""  # "noise=SIGMA,clip=C[,delta=D]": DP-SGD at every node
+    label_column: str = "label"  # of a table (--dataset csv:PATH)
 
 
 def run_demo(opt: DemoOptions) -> int:
@@ -112,8 +117,17 @@ def setup(folder: Path, names: list[str], opt: DemoOptions) -> list[Path]:
     write_roster(folder / "roster.toml", Roster(members))
     configs = []
     privacy = privacy_section(opt.dp)
+    table = None
+    if not source_of(opt.dataset)[0].shared:  # a table: each hospital gets its own rows
+        rows = demo_tables.read_rows(opt.dataset, opt.label_column)
+        demo_tables.deal_out(rows, [folder / n for n in names])
+        table = demo_tables.draft(rows, opt.label_column)
     for m in members:
         settings = node_config(m, opt, len(names), privacy, folder)
+        if table is not None:
+            _own_table(settings, table, opt.label_column)
+        if m is members[0]:  # the simulator's baselines read the same plan
+            write_atomic(folder / PLAN_FILE, to_toml(settings, file=PLAN_FILE))
         path = folder / m.name / "node.toml"
         write_atomic(path, to_toml(settings, file=NODE_FILE))
         write_atomic(settings.path(settings.node.plan), to_toml(settings, file=PLAN_FILE))
@@ -136,6 +150,12 @@ def node_config(member: Member, opt: DemoOptions, nodes: int, privacy: PrivacySe
         privacy=privacy,
         base_dir=folder / member.name,
     )
+
+
+def _own_table(settings: NodeSettings, table: Draft, label_column: str) -> None:
+    """A hospital's own rows (demo_tables.TABLE) with the drafted task and features."""
+    settings.data.source = f"csv:{demo_tables.TABLE}"
+    apply_draft(settings, table, label_column)
 
 
 def privacy_section(dp: str) -> PrivacySection:
@@ -191,7 +211,7 @@ def watch(folder: Path, names: list[str], procs: list, opt: DemoOptions, quiet: 
 def summarize(folder: Path, names: list[str], opt: DemoOptions) -> dict[str, object]:
     """Per-hospital final accuracy, with local-only and centralized baselines."""
     hospitals = []
-    local = local_only(names, opt)
+    local = local_only(folder, names, opt)
     for i, name in enumerate(names):
         rows = read_metrics(folder / name / "state")
         hospitals.append({
@@ -205,31 +225,35 @@ def summarize(folder: Path, names: list[str], opt: DemoOptions) -> dict[str, obj
     accs = [h["accuracy"] for h in hospitals if h["accuracy"] is not None]
     return {
         "dir": str(folder),
-        "dataset": opt.dataset, "partition": opt.partition, "topology": opt.topology,
+        "dataset": opt.dataset, "topology": opt.topology,
+        "partition": opt.partition if source_of(opt.dataset)[0].shared else "own rows of the table",
         "nodes": opt.nodes, "rounds": opt.rounds,
         "hospitals": hospitals,
         "mean_accuracy": float(np.mean(accs)) if accs else None,
         "mean_local_only_accuracy": float(np.mean(local)),
-        "centralized_accuracy": centralized(names, opt),
+        "centralized_accuracy": centralized(folder, names, opt),
     }
 
 
-def baseline_config(names: list[str], opt: DemoOptions) -> SimConfig:
+def baseline_config(folder: Path, names: list[str], opt: DemoOptions) -> SimConfig:
     """The simulator settings of the demo's training (same data split, model and batch plan)."""
-    return SimConfig(dataset=opt.dataset, nodes=len(names), partition=opt.partition, model="mlp",
+    table = not source_of(opt.dataset)[0].shared
+    return SimConfig(dataset=resolve_spec(opt.dataset, Path.cwd()), nodes=len(names),
+                     partition="iid" if table else opt.partition, model="mlp",
                      hidden=str(HIDDEN), rounds=opt.rounds, local_steps=LOCAL_STEPS, batch_size=BATCH,
                      optimizer="sgd", lr=LR, seed=0, engine="reference", topology="complete",
-                     eval_every=opt.rounds)
+                     eval_every=opt.rounds, label_column=opt.label_column,
+                     plan=str(folder / PLAN_FILE) if table else None)
 
 
-def local_only(names: list[str], opt: DemoOptions) -> list[float]:
+def local_only(folder: Path, names: list[str], opt: DemoOptions) -> list[float]:
     """Each hospital alone: the same model and steps on its own shard, no communication."""
-    return baseline(baseline_config(names, opt), "local").node_accuracy
+    return baseline(baseline_config(folder, names, opt), "local").node_accuracy
 
 
-def centralized(names: list[str], opt: DemoOptions) -> float:
+def centralized(folder: Path, names: list[str], opt: DemoOptions) -> float:
     """One model on the pooled training data of all hospitals (what sharing the data would give)."""
-    return baseline(baseline_config(names, opt), "centralized").node_accuracy[0]
+    return baseline(baseline_config(folder, names, opt), "centralized").node_accuracy[0]
 
 
 def print_table(report: dict) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from p2pfl.learning.draft import Draft
 from p2pfl.learning.schema import FeatureSchema, parse_columns
 from p2pfl.settings.node import NodeSettings
 
@@ -35,3 +36,14 @@ def sim_values(plan: NodeSettings) -> dict[str, object]:
 def names_list(text: str | None) -> tuple[str, ...]:
     """'a, b' -> ('a', 'b')."""
     return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+
+def apply_draft(settings: NodeSettings, draft: Draft, label_column: str) -> None:
+    """Set the plan's task and features to what a table suggests (p2pfl.learning.draft)."""
+    settings.task.label_column, settings.task.classes = label_column, list(draft.classes)
+    settings.features.columns = [
+        {"name": c.name} if c.kind == "numeric" else
+        {"name": c.name, "type": c.kind, "categories": list(c.categories)} for c in draft.columns]
+    settings.features.ignore = list(draft.ignore)
+    if any(draft.missing.get(c.name) for c in draft.columns):
+        settings.features.missing = "impute"

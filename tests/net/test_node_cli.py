@@ -87,3 +87,22 @@ def test_demo_json(tmp_path, capsys):
     assert (folder / "convergence.png").read_bytes()[:4] == b"\x89PNG"
     assert oct((folder / "hospital-1" / "node.key").stat().st_mode & 0o777) == "0o600"
     assert main(["demo", "--dir", str(folder)]) == 2  # not empty: refused
+
+
+def test_demo_deals_out_a_table_and_drafts_its_plan(tmp_path, capsys):
+    rows = "".join(f"{1000 + i},{30 + i % 40},{'f' if i % 2 else 'm'},{'yes' if (i % 40) > 20 else 'no'}\n"
+                   for i in range(120))
+    table = tmp_path / "cohort.csv"
+    table.write_text("patient_id,age,sex,outcome\n" + rows)
+    folder = tmp_path / "demo"
+    args = ["demo", "--dataset", f"csv:{table}", "--label-column", "outcome", "--nodes", "2", "--rounds", "2",
+            "--dir", str(folder), "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [h["rounds"] for h in report["hospitals"]] == [2, 2]
+    held = [(folder / f"hospital-{k}" / "data.csv").read_text().splitlines()[1:] for k in (1, 2)]
+    assert len(held[0]) == len(held[1]) == 60 and not set(held[0]) & set(held[1])  # own patients
+    plan = (folder / "hospital-1" / "plan.toml").read_text()
+    assert 'classes = ["no", "yes"]' in plan and 'ignore = ["patient_id"]' in plan
+    assert '{ name = "sex", type = "categorical", categories = ["f", "m"] }' in plan
+    assert "event=preprocessing_agreed members=2" in (folder / "hospital-1" / "node.log").read_text()

@@ -116,7 +116,8 @@ def test_members_whose_plans_differ_say_which_key_at_both_ends(consortium):
     assert c.wait() == {name: 6 for name in c.names}  # no start quorum: exit 6
     first = c.log("hospital-1")
     for peer, key in (("hospital-2", "task.classes: ['no', 'yes'] here, ['yes', 'no'] at the peer"),
-                      ("hospital-3", "features.columns[0]: {'name': 'age'} here, {'name': 'bmi'} at the peer"),
+                      ("hospital-3", "features.columns[0]: {'name': 'age'} here, {'name': 'bmi'} at the "
+                                     "peer"),
                       ("hospital-4", "training.lr: 0.05 here, 0.2 at the peer")):
         lines = [ln for ln in first.splitlines()
                  if "event=consortium_mismatch" in ln and f"peer={peer}" in ln]
