@@ -69,7 +69,7 @@ def _read(request: Request) -> RawRows:
 COMPONENT = DataSource(
     name="csv",
     summary="a hospital's own CSV table (label column, feature columns, optional site column); "
-            "needs data.classes on a node",
+            "needs task.classes in the plan",
     shared=False,
     load=tabular("csv", _read),
     read=_read,

@@ -44,7 +44,7 @@ def _read(request: Request) -> RawRows:
 COMPONENT = DataSource(
     name="parquet",
     summary="a hospital's own Parquet file (the columns of a csv table, typed); "
-            "needs data.classes on a node",
+            "needs task.classes in the plan",
     shared=False,
     load=tabular("parquet", _read),
     read=_read,

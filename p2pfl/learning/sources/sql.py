@@ -134,7 +134,7 @@ def _read(request: Request) -> RawRows:
 COMPONENT = DataSource(
     name="sql",
     summary="a hospital's own database table or query (SQLAlchemy URL without password; "
-            "data.sql_query or data.sql_table, data.password_env); needs data.classes on a node",
+            "data.sql_query or data.sql_table, data.password_env); needs task.classes in the plan",
     shared=False,
     load=tabular("sql", _read),
     read=_read,
