@@ -20,11 +20,9 @@ import torch
 import trio
 
 from p2pfl.errors import BAD_INPUT, EXIT_NO_QUORUM, EXIT_OK, InUseError, StateWriteError, UserError
-from p2pfl.learning.errors import LearningSettingError
-from p2pfl.learning.preprocess import Statistics, pooled, vector_size
 from p2pfl.learning.privacy import dp_train_steps
 from p2pfl.learning.trainer import accuracy, train_steps
-from p2pfl.net import agreement, checkpoint, quorum, transfer
+from p2pfl.net import checkpoint, quorum, transfer
 from p2pfl.net.assembly import Parts, assemble, load_files
 from p2pfl.net.eventlog import EventLog
 from p2pfl.net.host import (
@@ -36,7 +34,8 @@ from p2pfl.net.host import (
     peer_id,
     quiet_libp2p_logs,
 )
-from p2pfl.protocol import hello, stats_message
+from p2pfl.net.preprocessing import StatisticsExchange
+from p2pfl.protocol import hello
 from p2pfl.protocol.codec import decode, encode
 from p2pfl.protocol.consortium import check_consortium, differences
 from p2pfl.protocol.messages import InvalidMessage, ProtocolViolation
@@ -86,7 +85,9 @@ class Node:
         self.receiving: dict[str, int] = {}  # transfers in progress, per peer
         self.hellos: dict[str, int] = {}  # inbound hellos in progress, per peer
         self.pulls: dict[str, int] = {}  # inbound statistics pulls in progress, per peer
-        self.held = self._own_statistics() if learner.agree else None
+        self.exchange = (StatisticsExchange(self.key, self.consortium.id, self.index, self.members,
+                                            self.names, learner.table.statistics, log, self.timeouts)
+                         if learner.agree else None)
         self.wire_events: dict[int, trio.Event] = {}
         self.stats: dict[int, dict[str, float]] = {}
         self.done = trio.Event()
@@ -130,7 +131,7 @@ class Node:
                               on_ip_refused=self._ip_refused)
         self.host.set_stream_handler(TProtocol(PROTOCOL), self._on_stream)
         self.host.set_stream_handler(TProtocol(HELLO_PROTOCOL), self._on_hello)
-        if self.held is not None:
+        if self.exchange is not None:
             self.host.set_stream_handler(TProtocol(STATS_PROTOCOL), self._on_statistics)
         listen = multiaddrs([self.settings.node.listen])
         async with self.host.run(listen_addrs=listen), trio.open_nursery() as nursery:
@@ -140,7 +141,7 @@ class Node:
             self.log.info("listening", addrs=",".join(str(a) for a in self.host.get_addrs()))
             nursery.start_soon(self._watch_signals)
             await self._start_quorum()
-            if self.held is not None and not self.done.is_set():
+            if self.exchange is not None and not self.done.is_set():
                 await self._agree_statistics()
             if not self.done.is_set():
                 await self._dispatch(self.machine.start())
@@ -194,75 +195,38 @@ class Node:
         return differences(theirs.consortium.id, theirs.consortium.sections, self.consortium,
                            theirs.plan, self.consortium_plan)
 
-    # -- agreeing on the preprocessing statistics (p2pfl.net.agreement) ----------------------
-
-    def _own_statistics(self) -> agreement.Held:
-        """The statistics of this node's training rows, signed, as the first message held."""
-        stats = self.learner.table.statistics
-        held = agreement.Held(vector_size(stats.columns))
-        held.add(self.index, stats_message.pack(self.key, self.consortium.id, self.index, stats.to_vector()))
-        return held
+    # -- agreeing on the preprocessing statistics (p2pfl.net.preprocessing) --------------------
 
     async def _agree_statistics(self) -> None:
         """Collect every member's signed statistics over the topology, then preprocess this
         node's rows with their pooled statistics (the same at every member, bit for bit)."""
-        columns = self.learner.table.statistics.columns
-        peers = sorted({p for r in range(self._graph_rounds()) for p in self.machine.in_peers(r)})
+        rounds = 1 if not self.topology.time_varying else min(self.settings.training.rounds, 64)
+        peers = sorted({p for r in range(rounds) for p in self.machine.in_peers(r)})  # connected
 
-        def check(raw: bytes) -> tuple[int, np.ndarray]:
-            origin, values = stats_message.parse(raw, self.consortium.id, self.members, self.held.n_values)
-            try:
-                Statistics.from_vector(values, columns)
-            except LearningSettingError as exc:
-                raise ProtocolViolation(f"statistics of {self.names[self.members[origin]]}: {exc}") from None
-            return origin, values
+        async def open_stream(peer: str):
+            pid = await self._connect(peer)
+            with trio.fail_after(self.timeouts.connect):
+                return await self.host.new_stream(pid, [STATS_PROTOCOL])
 
-        done = False
+        agreed = None
         with trio.CancelScope() as scope:
             self.nursery.start_soon(_cancel_when, self.done, scope)
-            done = await agreement.collect(self.held, self.members, peers, self._pull_statistics, check,
-                                           self.names, self.log, self.settings.gossip.start_timeout)
-        if not done:
-            if not self.stopping.is_set():
+            agreed = await self.exchange.agree(peers, open_stream, self.settings.gossip.start_timeout)
+        if agreed is None:
+            if not self.stopping.is_set() and not scope.cancelled_caught:
                 self._stop(EXIT_NO_QUORUM)
             return
-        parts = [Statistics.from_vector(v, columns) for _, v in sorted(self.held.values().items())]
-        agreed = pooled(parts)
         self.data = self.learner.data = await trio.to_thread.run_sync(self.learner.table.prepare, agreed)
-        self.log.info("preprocessing_agreed", members=len(parts), rows=agreed.rows,
-                      own_rows=self.learner.table.statistics.rows)
-
-    def _graph_rounds(self) -> int:
-        """Rounds whose graphs together connect the members (one for a static topology)."""
-        return 1 if not self.topology.time_varying else min(self.settings.training.rounds, 64)
-
-    async def _pull_statistics(self, peer: str) -> bytes:
-        """The bundle of signed statistics `peer` holds."""
-        pid = await self._connect(peer)
-        with trio.fail_after(self.timeouts.connect):
-            stream = await self.host.new_stream(pid, [STATS_PROTOCOL])
-        try:
-            limit = stats_message.bundle_size(self.held.n_values, len(self.members))
-            bundle = await agreement.read_bundle(stream, limit, self.timeouts)
-            await stream.close()
-            return bundle
-        except BaseException:
-            with trio.move_on_after(1):
-                await _quiet(stream.reset())
-            raise
+        self.log.info("preprocessing_agreed", members=len(self.members), rows=agreed.rows,
+                      own_rows=self.exchange.own.rows)
 
     async def _on_statistics(self, stream) -> None:
-        """Answer a member's pull with every signed statistics message this node holds."""
+        """Answer a member's pull (p2pfl.net.preprocessing)."""
         peer = await self._admitted(stream, self.pulls, quorum.MAX_HELLOS, "statistics pull")
         if peer is None:
             return
         try:
-            await agreement.serve(stream, self.held, self.timeouts)
-            await stream.close()
-        except Exception as exc:  # noqa: BLE001 - the puller went away: nothing to keep
-            self.log.warn_limited("statistics_pull_failed", peer, peer=self.names[peer], reason=_reason(exc))
-            with trio.move_on_after(1):
-                await _quiet(stream.reset())
+            await self.exchange.answer(stream, peer)
         finally:
             self.pulls[peer] -= 1
 
