@@ -23,6 +23,8 @@ from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.schema import Column
 
 MIN_STD = 1e-12  # a column whose spread is below this is only centred (divided by 1)
+MAX_MAGNITUDE = 1e15  # a received mean or standard deviation beyond this is refused (no overflow)
+MAX_ROWS = 2**53  # a row count beyond this is not a count a float64 holds exactly
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class Statistics:
         if not np.isfinite(v).all():
             raise LearningSettingError("statistics: a value is not finite")
         rows = _whole(v[0], "the row count")
+        if rows > MAX_ROWS:
+            raise LearningSettingError(f"statistics: {rows} rows is beyond {MAX_ROWS}")
         count, mean, var, counts = [], [], [], []
         at = 1
         for col in columns:
@@ -100,6 +104,9 @@ class Statistics:
                                                f"exceeds the {rows} rows")
                 if s2 < 0:
                     raise LearningSettingError(f"statistics: column {col.name!r}: negative variance {s2!r}")
+                if abs(m) > MAX_MAGNITUDE or s2 > MAX_MAGNITUDE ** 2:
+                    raise LearningSettingError(f"statistics: column {col.name!r}: mean {m!r} or variance "
+                                               f"{s2!r} beyond {MAX_MAGNITUDE:g} in magnitude")
                 mean.append(m)
                 var.append(s2)
             else:

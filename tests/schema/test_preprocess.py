@@ -179,3 +179,14 @@ def test_a_shared_source_keeps_todays_partition_and_feature_shift():
     assert shard.statistics == ds.statistics and shard.plan_sizes.tolist() == part.sizes.tolist()
     table = load_local_table(spec, 0, 4, partition_spec="shift:1.0", seed=1)
     assert table.statistics == ds.statistics  # the whole shared training set, alike at every member
+
+
+def test_a_vector_whose_values_would_overflow_the_pooled_statistics_is_refused():
+    from p2pfl.learning.preprocess import MAX_MAGNITUDE, Statistics
+    from p2pfl.learning.schema import Column
+
+    columns = (Column("age", "numeric"),)
+    assert Statistics.from_vector(np.array([10.0, 10.0, 50.0, 4.0]), columns).mean == (50.0,)
+    for bad in ([10.0, 10.0, 2 * MAX_MAGNITUDE, 4.0], [10.0, 10.0, 50.0, 1e300], [2.0**60, 1.0, 0.0, 0.0]):
+        with pytest.raises(LearningSettingError, match="beyond"):
+            Statistics.from_vector(np.array(bad), columns)
