@@ -119,7 +119,7 @@ def test_one_node_per_state_folder_and_listen_address(consortium):
 def test_a_member_with_other_settings_is_refused_and_learns_why(consortium):
     c = consortium(nodes=3, rounds=3, round_timeout=1.5)
     c.configure("gossip", "min_peers = 0")  # no start quorum: the updates themselves are refused
-    c.configs["hospital-3"].write_text(c.configs["hospital-3"].read_text().replace("lr = 0.05", "lr = 0.1"))
+    c.configure("training", "lr = 0.1", "hospital-3")  # in its copy of the plan
     c.start()
     assert c.wait() == {n: 0 for n in c.names}
     # the receivers name what differs; the misconfigured member reads it in its own log
