@@ -71,17 +71,18 @@ def test_a_hello_is_bounded_before_it_is_read(consortium):
     from p2pfl.files.keys import load_key
     from p2pfl.files.roster_file import load_roster
     from p2pfl.net import quorum
+    from p2pfl.protocol import hello
 
     c = consortium(nodes=3, rounds=2)
     out = io.StringIO()
     node = Node.build(node_settings(c.configs["hospital-1"]), load_key(c.folder / "hospital-1" / "node.key"),
                       load_roster(c.folder / "roster.toml"), EventLog("hospital-1", out))
     peer = peer_id_of(c.key("hospital-2"))
-    huge = ScriptedStream(peer, b"\xff\xff" + bytes(100))  # declares 65,535 bytes
+    huge = ScriptedStream(peer, (1 << 20).to_bytes(4, "big") + bytes(100))  # declares 1 MiB
     busy = ScriptedStream(peer, b"")
     trio.run(node._on_hello, huge)
     assert huge.was_reset and "event=hello_rejected peer=hospital-2" in out.getvalue()
-    assert "exceeds the limit of 1143" in out.getvalue()
+    assert f"hello of 1048576 bytes exceeds the limit of {hello.MAX_SIZE}" in out.getvalue()
     node.hellos[peer] = quorum.MAX_HELLOS  # as many in progress as a peer may have
     trio.run(node._on_hello, busy)
     assert busy.was_reset and node.hellos[peer] == quorum.MAX_HELLOS

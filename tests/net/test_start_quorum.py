@@ -49,9 +49,10 @@ def test_a_member_of_other_settings_is_named_at_both_ends_and_not_counted(consor
     assert c.wait() == {"hospital-1": 0, "hospital-2": 0, "hospital-3": EXIT_NO_QUORUM}
     odd = _events(c.log("hospital-3"), "consortium_mismatch")
     for name in ("hospital-1", "hospital-2"):
-        assert any(f"peer={name} " in line and "different settings in training " in line for line in odd), odd
+        assert any(f"peer={name} " in line and "training.lr: 0.1 here, 0.05 at the peer" in line
+                   for line in odd), odd
         theirs = _events(c.log(name), "consortium_mismatch")
-        assert theirs and all("peer=hospital-3 " in line and "different settings in training " in line
+        assert theirs and all("peer=hospital-3 " in line and "training.lr: 0.05 here, 0.1 at the peer" in line
                               for line in theirs), theirs
         assert "event=start_quorum have=1 need=1" in c.log(name)
         rows = c.metrics(name)
