@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
 
 import torch
+from forked import ForkedNode
 
 from p2pfl.demo import DemoOptions, setup
 from p2pfl.files.keys import load_key
@@ -37,13 +37,17 @@ class Consortium:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, *names: str, program: list[str] | None = None) -> None:
-        """Start `p2pfl node` (or `program` + --config) for the named nodes (default: all)."""
+        """Start `p2pfl node` (forked from this process: tests/net/forked.py), or `program` +
+        --config as a new process, for the named nodes (default: all)."""
         for name in names or self.names:
-            log = (self.folder / name / "node.log").open("a")
-            argv = program or [sys.executable, "-m", "p2pfl", "node"]
-            self.procs[name] = subprocess.Popen(
-                [*argv, "--config", str(self.configs[name])],
-                stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            path = self.folder / name / "node.log"
+            if program is None:
+                self.procs[name] = ForkedNode(self.configs[name], path)
+                continue
+            with path.open("a") as log:
+                self.procs[name] = subprocess.Popen(
+                    [*program, "--config", str(self.configs[name])],
+                    stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def configure(self, section: str, lines: str, *names: str) -> None:
         """Set `key = value` lines (TOML) in `[section]` of the named nodes' configs (default:

@@ -1,6 +1,7 @@
 """Two real node processes train a person's own model (`kind = "python:usermodel:make"`)."""
 
 import os
+import sys
 
 import torch
 
@@ -35,7 +36,7 @@ def test_two_nodes_train_a_user_model_from_pythonpath(consortium, tmp_path, monk
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")])))
     c = consortium("run", nodes=2, rounds=2, round_timeout=5.0, partition="iid")
     c.configure("model", 'kind = "python:usermodel:make"')
-    c.start()
+    c.start(program=[sys.executable, "-m", "p2pfl", "node"])  # a new interpreter reads PYTHONPATH
     assert c.wait() == {name: 0 for name in c.names}, [c.log(n) for n in c.names]
     for name in c.names:
         rows = c.metrics(name)
