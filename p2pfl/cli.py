@@ -88,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument("--out", type=Path, default=Path("plan.toml"), help="default: plan.toml ('-': print it)")
     dr.set_defaults(func=_cmd_plan_draft)
 
+    rp = sub.add_parser("report", help="the cross-site table of a finished run (consortium_report.json) "
+                        "and an HTML page with every site's per-round curves")
+    rp.add_argument("--config", type=Path, required=True, help="this hospital's node.toml")
+    rp.add_argument("--html", type=Path, help="where to write the page (default: STATE_DIR/report.html)")
+    rp.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    rp.set_defaults(func=_cmd_report)
+
     k = sub.add_parser("keygen", help="create this node's Ed25519 key (mode 0600); prints the peer ID")
     k.add_argument("--out", type=Path, required=True)
     k.add_argument("--passphrase-env", metavar="VAR",
@@ -218,6 +225,24 @@ def _cmd_plan_draft(args: argparse.Namespace) -> int:
         print(f"  {line}", file=sys.stderr)
     print(f"wrote {args.out}: review it (the notes are at its top), then share it with every member",
           file=sys.stderr)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from p2pfl.net.reports import REPORT_FILE
+    from p2pfl.report_page import load_report, print_table, write_html
+    from p2pfl.settings.load import node_settings
+
+    settings = node_settings(args.config)
+    state = settings.path(settings.node.state_dir)
+    report = load_report(state / REPORT_FILE)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print_table(report)
+    page = args.html or state / "report.html"
+    write_html(report, page)
+    print(f"wrote {page}", file=sys.stderr)
     return 0
 
 

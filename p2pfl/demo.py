@@ -146,6 +146,7 @@ def node_config(member: Member, opt: DemoOptions, nodes: int, privacy: PrivacySe
         training=TrainingSection(threads=max(1, (os.cpu_count() or 1) // nodes), rounds=opt.rounds,
                                  local_steps=LOCAL_STEPS, batch_size=BATCH, lr=LR),
         gossip=GossipSection(topology=opt.topology, round_timeout=opt.round_timeout,
+                             report_timeout=2 * opt.round_timeout,
                              aggregator=opt.aggregator, compression=opt.compression),
         privacy=privacy,
         base_dir=folder / member.name,

@@ -19,6 +19,8 @@ class Column:
 
 COLUMNS = {
     "averaged_model_accuracy": Column("averaged-model acc", ".3f"),
+    "averaged_model_balanced_accuracy": Column("averaged-model balanced acc", ".3f"),
+    "averaged_model_auroc": Column("averaged-model AUROC", ".3f"),
     "mean_local_accuracy": Column("mean local acc", ".3f"),
     "min_local_accuracy": Column("min local acc", ".3f"),
     "max_local_accuracy": Column("max local acc", ".3f"),

@@ -67,6 +67,13 @@ def train_steps(
 
 
 @torch.no_grad()
+@torch.no_grad()
+def probabilities(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Class probabilities (softmax of the logits, float64 [rows, classes]) in eval mode."""
+    model.eval()
+    return torch.softmax(model(x).double(), dim=1).numpy() if len(x) else np.zeros((0, 0))
+
+
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of rows classified correctly."""
     model.eval()

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from p2pfl.errors import UserError
+from p2pfl.evaluation.metrics import warnings_for
 from p2pfl.files.keys import load_key, passphrase_from_env
 from p2pfl.files.roster_file import load_roster
 from p2pfl.gossip.compression import parse_compression
@@ -151,6 +152,8 @@ def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster, log
              start_round=start, rounds=t.rounds, topology=g.topology,
              consortium=consortium.id.hex()[:16])
     _check_catch_up(identity.index, gossip, log)
+    for reason in warnings_for(learner.data.y_val.numpy(), learner.data.n_classes):
+        log.warn("validation_split", reason=reason)
     return Parts(settings, identity, learner, gossip, state_dir, state_lock)
 
 

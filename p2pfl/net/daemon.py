@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import gc
+import json
+import math
 import signal
 import socket
 import threading
@@ -19,15 +21,18 @@ import numpy as np
 import torch
 import trio
 
+from p2pfl.atomic import write_atomic
 from p2pfl.errors import BAD_INPUT, EXIT_NO_QUORUM, EXIT_OK, InUseError, StateWriteError, UserError
+from p2pfl.evaluation.metrics import training_metrics
 from p2pfl.learning.privacy import dp_train_steps
-from p2pfl.learning.trainer import accuracy, train_steps
-from p2pfl.net import checkpoint, quorum, transfer
+from p2pfl.learning.trainer import probabilities, train_steps
+from p2pfl.net import checkpoint, quorum, snapshots, transfer
 from p2pfl.net.assembly import Parts, assemble, load_files
 from p2pfl.net.eventlog import EventLog
 from p2pfl.net.host import (
     HELLO_PROTOCOL,
     PROTOCOL,
+    REPORT_PROTOCOL,
     STATS_PROTOCOL,
     make_host,
     multiaddrs,
@@ -35,6 +40,7 @@ from p2pfl.net.host import (
     quiet_libp2p_logs,
 )
 from p2pfl.net.preprocessing import StatisticsExchange
+from p2pfl.net.reports import REPORT_FILE, ReportExchange, best_round_of, consortium_report, own_report
 from p2pfl.protocol import hello
 from p2pfl.protocol.codec import decode, encode
 from p2pfl.protocol.consortium import check_consortium, differences
@@ -85,6 +91,10 @@ class Node:
         self.receiving: dict[str, int] = {}  # transfers in progress, per peer
         self.hellos: dict[str, int] = {}  # inbound hellos in progress, per peer
         self.pulls: dict[str, int] = {}  # inbound statistics pulls in progress, per peer
+        self.report_streams: dict[str, int] = {}  # inbound site reports in progress, per peer
+        self.reports = ReportExchange(self.key, self.consortium.id, self.index, self.members,
+                                      self.names, log, self.timeouts)
+        self.finished = False  # every round done (not stopped by a signal or an error)
         self.exchange = (StatisticsExchange(self.key, self.consortium.id, self.index, self.members,
                                             self.names, learner.table.statistics, log, self.timeouts)
                          if learner.agree else None)
@@ -131,6 +141,7 @@ class Node:
                               on_ip_refused=self._ip_refused)
         self.host.set_stream_handler(TProtocol(PROTOCOL), self._on_stream)
         self.host.set_stream_handler(TProtocol(HELLO_PROTOCOL), self._on_hello)
+        self.host.set_stream_handler(TProtocol(REPORT_PROTOCOL), self._on_report)
         if self.exchange is not None:
             self.host.set_stream_handler(TProtocol(STATS_PROTOCOL), self._on_statistics)
         listen = multiaddrs([self.settings.node.listen])
@@ -150,6 +161,10 @@ class Node:
             with trio.move_on_after(self.timeouts.ack):
                 while self.sends_in_flight and not self.stopping.is_set():
                     await trio.sleep(0.05)
+            if self.finished and not self.stopping.is_set():
+                with trio.CancelScope() as scope:
+                    nursery.start_soon(_cancel_on_stop, self.stopping, scope)
+                    await self._end_of_training()
             nursery.cancel_scope.cancel()
             with trio.move_on_after(STOP_GRACE):
                 await _quiet(self.host.close())
@@ -230,6 +245,53 @@ class Node:
         finally:
             self.pulls[peer] -= 1
 
+    # -- the end of training: site reports, the best round (p2pfl.net.reports) ---------------
+
+    async def _end_of_training(self) -> None:
+        """Send this site's report to every member, collect theirs, write consortium_report.json
+        and, when the plan selects one, the best round's model (best.pt)."""
+        own = await trio.to_thread.run_sync(self._own_report)
+
+        async def open_stream(peer: str):
+            pid = await self._connect(peer)
+            with trio.fail_after(self.timeouts.connect):
+                return await self.host.new_stream(pid, [REPORT_PROTOCOL])
+
+        await self.reports.exchange(own, open_stream, self.settings.gossip.report_timeout)
+        await trio.to_thread.run_sync(self._write_reports)
+
+    def _own_report(self) -> dict:
+        """This site's validation figures: its final model's, and each round's from metrics.jsonl."""
+        probs = probabilities(self.model, self.data.x_val)
+        return own_report(self.data.y_val.numpy(), probs, len(self.data.y_train),
+                          checkpoint.read_metrics(self.state_dir), self.settings.training.rounds)
+
+    def _write_reports(self) -> None:
+        select = self.settings.training.select
+        choice = best_round_of(self.reports.reports, self.members, select) if select else None
+        report = consortium_report(self.reports.reports, self.members, self.names, self.consortium.id,
+                                   select, choice)
+        try:
+            write_atomic(self.state_dir / REPORT_FILE, json.dumps(report, indent=1) + "\n")
+            if choice is not None:
+                kept = snapshots.keep_best(self.state_dir, choice.round)
+                self.log.info("best_round", round=kept, metric=select, score=round(choice.score, 4),
+                              members=choice.members)
+        except OSError as exc:
+            self.log.error("state_write_failed", error=str(exc), effect="no consortium report")
+        self.log.info("consortium_report", sites=sum(s["status"] == "reported" for s in report["sites"]),
+                      members=len(self.members), file=REPORT_FILE)
+
+    async def _on_report(self, stream) -> None:
+        """Keep a member's site report (p2pfl.net.reports)."""
+        peer = await self._admitted(stream, self.report_streams, quorum.MAX_HELLOS, "site report")
+        if peer is None:
+            return
+        try:
+            await self.reports.answer(stream, peer)
+        finally:
+            self.report_streams[peer] -= 1
+
     def _hello(self, role: hello.Role, peer: str) -> bytes:
         """This node's signed hello (or reply) for `peer`: its consortium, plan and roster."""
         return hello.pack(self.key, self.consortium, self.consortium_plan, role, recipient=peer)
@@ -290,6 +352,7 @@ class Node:
             elif isinstance(action, Checkpoint):
                 await self._checkpoint(action)
             elif isinstance(action, Done):
+                self.finished = True
                 self.log.info("done", round=action.round)
                 self.done.set()
             elif isinstance(action, Reject):
@@ -538,18 +601,21 @@ class Node:
         with torch.no_grad():
             for name, p in self.model.named_parameters():
                 p.copy_(action.params[name])
-        acc = accuracy(self.model, self.data.x_val, self.data.y_val)
+        probs = probabilities(self.model, self.data.x_val)
+        figures = training_metrics(self.data.y_val.numpy(), probs)
         witnesses = [self.names[p] for p in action.witnesses]
-        rows = [self._metrics_row(r, stats[r], acc, witnesses if action.caught_up_from is not None else None)
-                for r in sorted(stats)]
+        rows = [self._metrics_row(r, stats[r], figures, witnesses if action.caught_up_from is not None
+                                  else None) for r in sorted(stats)]
         for row in rows[:-1]:
             checkpoint.append_metrics(self.state_dir, row)
         checkpoint.save(self.state_dir, action.round, self.model, self.optimizer, metrics_row=rows[-1],
                         preprocessing=self.data.statistics.to_dict())
+        if self.settings.training.select:  # each round's model, until the best is chosen
+            snapshots.save(self.state_dir, rows[-1]["round"], self.model, self.data.statistics.to_dict())
         checkpoint.append_metrics(self.state_dir, rows[-1])
         return rows
 
-    def _metrics_row(self, ended: int, stats: dict, acc: float,
+    def _metrics_row(self, ended: int, stats: dict, figures: dict[str, float],
                      skipped_for: list[str] | None) -> dict[str, object]:
         """The metrics.jsonl line of round `ended`; `skipped_for`: the witnesses of a catch-up
         that skipped it (None if the round ended normally)."""
@@ -560,7 +626,9 @@ class Node:
             "on_word_of": skipped_for or [],
             "train_loss": stats.get("train_loss"),
             "train_seconds": round(stats["train_seconds"], 4) if "train_seconds" in stats else None,
-            "val_accuracy": acc,
+            "val_accuracy": figures["accuracy"],
+            "val_balanced_accuracy": _finite(figures["balanced_accuracy"]),
+            "val_auroc": _finite(figures["auroc"]),
             "heard_from": stats.get("heard", []),
             "missing": stats.get("missing", []),
             "bytes_in": int(stats.get("bytes_in", 0)),
@@ -621,6 +689,18 @@ def _check_listen(listen: str) -> None:
 
 def _span(stats: dict, a: str, b: str) -> float | None:
     return round(stats[b] - stats[a], 4) if a in stats and b in stats else None
+
+
+def _finite(value: float) -> float | None:
+    """A figure for JSON: None when undefined (an AUROC with one class present)."""
+    return round(float(value), 6) if math.isfinite(value) else None
+
+
+async def _cancel_on_stop(stopping: threading.Event, scope: trio.CancelScope) -> None:
+    """Cancel `scope` once a signal or a failed write asks the node to stop."""
+    while not stopping.is_set():
+        await trio.sleep(0.1)
+    scope.cancel()
 
 
 async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:

@@ -20,6 +20,8 @@ from pathlib import Path
 from p2pfl.settings import fields as F
 from p2pfl.settings.fields import positive, setting
 
+SELECTION_METRICS = ("", "accuracy", "balanced_accuracy", "auroc")  # training.select
+
 
 @dataclass
 class NodeSection:
@@ -90,6 +92,11 @@ class TrainingSection:
     lr: float = F.LR.field()
     momentum: float = F.MOMENTUM.field()
     seed: int = F.SEED.field()
+    select: str = setting("", "keep the model of the best round by this validation metric, the "
+                          "median over the members' reports: accuracy, balanced_accuracy or auroc "
+                          "(\"\": the last round); each round's model is kept until training ends",
+                          lambda v: None if v in SELECTION_METRICS else 'must be "" (the last round), '
+                          f"accuracy, balanced_accuracy or auroc, got {v!r}")
     threads: int = setting(0, "torch CPU threads (0: all cores)",
                            lambda v: None if v >= 0 else "must be 0 (all cores) or a positive number",
                            local=True)
@@ -115,6 +122,9 @@ class GossipSection:
     compression: str = F.COMPRESSION.field()
     max_update_mb: float = setting(512.0, "larger updates are refused before they are read",
                                    positive(), local=True)
+    report_timeout: float = setting(60.0, "seconds to wait, when training ends, for every member's "
+                                    "site report (consortium_report.json names the missing)",
+                                    positive("seconds"), local=True)
 
 @dataclass
 class PrivacySection:

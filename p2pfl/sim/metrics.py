@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
@@ -50,6 +51,23 @@ def node_accuracies(
     finally:
         model.train(was_training)
     return torch.cat(out)
+
+
+@torch.no_grad()
+def probabilities(model: nn.Module, flat: torch.Tensor, x: torch.Tensor, buffers: Buffers | None = None,
+                  ) -> np.ndarray:
+    """Class probabilities (float64 [rows, classes]) of one model's parameters (`flat`: [P] or
+    [1, P]) and buffers ([1, ...] or None: the template's), in eval mode."""
+    specs = param_specs(model)
+    params = {k: v[0] for k, v in unflatten(flat.reshape(1, -1), specs).items()}
+    bufs = dict(model.named_buffers()) if buffers is None else {k: v[0] for k, v in buffers.items()}
+    was_training = model.training
+    model.eval()
+    try:
+        logits = functional_call(model, (params, bufs), (x,))
+    finally:
+        model.train(was_training)
+    return torch.softmax(logits.double(), dim=1).numpy()
 
 
 def average_buffers(buffers: Buffers) -> Buffers:

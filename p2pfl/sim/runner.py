@@ -13,6 +13,7 @@ import scipy.sparse as sp
 import torch
 
 from p2pfl.errors import UserError
+from p2pfl.evaluation.metrics import training_metrics
 from p2pfl.gossip.topology import Topology, build_topology
 from p2pfl.learning.batches import BatchPlan, Step
 from p2pfl.learning.datasets import Dataset, load_dataset
@@ -27,7 +28,7 @@ from p2pfl.sim.attacks import byzantine_nodes, poisoned_data
 from p2pfl.sim.data import NodeData
 from p2pfl.sim.exchange import Exchange
 from p2pfl.sim.faults import RoundFaults
-from p2pfl.sim.metrics import average_buffers, consensus_distance, node_accuracies
+from p2pfl.sim.metrics import average_buffers, consensus_distance, node_accuracies, probabilities
 from p2pfl.sim.options import Robustness, check_against_topology, parse_robustness
 from p2pfl.sim.privacy_budget import PrivacyBudget
 from p2pfl.sim.reference import ReferenceEngine
@@ -233,12 +234,16 @@ def _metrics(t: int, model: torch.nn.Module, flat: torch.Tensor, buffers: dict[s
     acc = node_accuracies(model, flat, data.x_test[subset], data.y_test[subset], buffers)
     avg = node_accuracies(model, flat.mean(dim=0, keepdim=True), data.x_test, data.y_test,
                           average_buffers(buffers))
+    probs = probabilities(model, flat.mean(dim=0), data.x_test, average_buffers(buffers))
+    figures = training_metrics(data.y_test.numpy(), probs)
     return {
         "round": t,
         "mean_local_accuracy": float(acc.mean()),
         "min_local_accuracy": float(acc.min()),
         "max_local_accuracy": float(acc.max()),
         "averaged_model_accuracy": float(avg[0]),
+        "averaged_model_balanced_accuracy": float(figures["balanced_accuracy"]),
+        "averaged_model_auroc": float(figures["auroc"]),
         "consensus_distance": consensus_distance(flat),
         "train_loss": float(np.nanmean(losses)) if not np.all(np.isnan(losses)) else math.nan,
         "mb_sent_per_node": sent / 1e6,
