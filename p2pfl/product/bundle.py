@@ -117,8 +117,11 @@ def write_bundle(out: Path, bundle: Bundle, x_check: np.ndarray) -> Bundle:
     card = dict(bundle.card)
     card["onnx"] = {"input": graph.INPUT, "output": graph.OUTPUT, "opset": graph.OPSET,
                     "checked_rows": len(rows), "max_abs_difference": diff}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write the bundle ({exc.strerror or exc})") from None
     try:
         from safetensors.torch import save_file
 
@@ -133,6 +136,9 @@ def write_bundle(out: Path, bundle: Bundle, x_check: np.ndarray) -> Bundle:
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(staging, out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UserError(f"{out}: cannot write the bundle ({exc.strerror or exc})") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -144,8 +150,8 @@ def load_bundle(path: Path) -> Bundle:
     or edited file: UserError naming it)."""
     card = read_card(path)
     files = card.get("files")
-    if not isinstance(files, dict) or WEIGHTS not in files:
-        raise UserError(f"{path / CARD}: no digest of {WEIGHTS} (key 'files')")
+    if not isinstance(files, dict) or not {WEIGHTS, ONNX} <= set(files):
+        raise UserError(f"{path / CARD}: no digests of {WEIGHTS} and {ONNX} (key 'files')")
     for name, want in files.items():
         file = path / name
         if Path(name).name != name or not file.is_file():

@@ -130,3 +130,23 @@ def test_to_table_without_a_label_column():
 
     t = to_table("t", "t", ["a", "s"], rows, None, schema=FeatureSchema(columns=cols, missing="impute"))
     assert t.y.tolist() == [-1, -1] and np.isnan(t.x[1, 0]) and t.x[:, 1].tolist() == [0.0, 1.0]
+
+
+def test_a_bundle_whose_onnx_graph_differs_from_torch_is_not_written(bundle_dir, tmp_path, monkeypatch):
+    from p2pfl.errors import UserError
+    from p2pfl.product import graph
+
+    bundle = load_bundle(bundle_dir / "bundle")
+    real = graph.run_onnx
+    monkeypatch.setattr(graph, "run_onnx", lambda model, x: real(model, x) + 1e-4)
+    x = np.array([[50.0, 25.0, 0.0, 1.0], [np.nan, 30.0, 1.0, np.nan]])
+    with pytest.raises(UserError, match="differs from torch"):
+        write_bundle(tmp_path / "new", Bundle(bundle.card, bundle.model, bundle.preprocessor), x)
+    assert not any(tmp_path.iterdir())
+
+
+def test_predict_reports_progress_over_the_rows(bundle_dir, tmp_path):
+    data = write_csv(tmp_path / "p.csv", HEADER, patients(50, seed=6))
+    seen = []
+    predict(load_bundle(bundle_dir / "bundle"), str(data), progress=lambda *p: seen.append(p))
+    assert seen == [(50, 50)]
