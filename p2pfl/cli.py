@@ -95,6 +95,24 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     rp.set_defaults(func=_cmd_report)
 
+    x = sub.add_parser("export", help="write the trained model as a bundle: model.safetensors, "
+                       "model.json (the model card), model.onnx (preprocessing inside)")
+    x.add_argument("--config", type=Path, required=True, help="node.toml of the node that trained it")
+    x.add_argument("--out", type=Path, required=True, help="the bundle folder (new or empty)")
+    x.add_argument("--round", choices=("last", "best"), default="last",
+                   help="the last checkpoint (default) or the best round's")
+    x.set_defaults(func=_cmd_export)
+
+    pr = sub.add_parser("predict", help="class probabilities of a bundle for a table's rows, as a CSV")
+    pr.add_argument("bundle", type=Path, help="a folder written by `p2pfl export`")
+    pr.add_argument("data", help="the table: csv:PATH, parquet:PATH, FILE.csv or FILE.parquet")
+    pr.add_argument("--out", type=Path, default=Path("predictions.csv"), help="default: predictions.csv")
+    pr.add_argument("--id-column", metavar="COL", help="name each row by this column (default: row number)")
+    pr.add_argument("--rename", action="append", default=[], metavar="LOCAL=PLAN",
+                    help="this table's column LOCAL is the plan's PLAN (repeatable)")
+    pr.add_argument("--config", type=Path, help="take the column names of this node.toml (data.columns)")
+    pr.set_defaults(func=_cmd_predict)
+
     k = sub.add_parser("keygen", help="create this node's Ed25519 key (mode 0600); prints the peer ID")
     k.add_argument("--out", type=Path, required=True)
     k.add_argument("--passphrase-env", metavar="VAR",
@@ -245,6 +263,26 @@ def _cmd_report(args: argparse.Namespace) -> int:
     print(f"wrote {page}", file=sys.stderr)
     return 0
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from p2pfl.product.export import export_node
+
+    bundle = export_node(args.config, args.out, args.round)
+    print(f"wrote {bundle.path}: round {bundle.card['round']}, classes {', '.join(bundle.classes)}, "
+          f"ONNX checked on {bundle.card['onnx']['checked_rows']} rows")  # type: ignore[index]
+    return EXIT_OK
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from p2pfl.product.bundle import load_bundle
+    from p2pfl.product.predict import predict, progress_bar, renames, write_predictions
+
+    bundle = load_bundle(args.bundle)
+    with progress_bar() as bar:
+        pred = predict(bundle, args.data, renames(args.rename, args.config), args.id_column, bar)
+    write_predictions(pred, args.out)
+    print(f"wrote {args.out}: {len(pred.ids)} rows", file=sys.stderr)
+    return EXIT_OK
+
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
     from p2pfl.commands import keygen
@@ -338,6 +376,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if cfg.out:
         for path in write_outputs(result, Path(cfg.out)):
             print(f"wrote {path}", file=sys.stderr)
+    if cfg.export:
+        from p2pfl.product.export import export_sim
+
+        print(f"wrote the bundle {export_sim(cfg, result, Path(cfg.export)).path}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary(result)))
     else:

@@ -170,14 +170,19 @@ def _identity(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster) ->
                     {m.peer_id: m.name for m in roster.members})
 
 
+def node_table(settings: NodeSettings, index: int, members: int) -> LocalTable:
+    """This node's table, read and split (not yet preprocessed): member `index` of `members`."""
+    d, task = settings.data, settings.task
+    source = resolve_spec(d.source, settings.base_dir)  # a relative path: beside node.toml
+    return load_local_table(source, index, members, task.label_column, task.classes, task.partition,
+                            task.seed, source_options(source, d), feature_schema(settings))
+
+
 def _learner(settings: NodeSettings, identity: Identity) -> tuple[Learner, torch.Tensor]:
     """The local learner (fingerprint not yet taken) and the initial flat model, the same at
     every member (same seed)."""
-    d, task, t = settings.data, settings.task, settings.training
-    source = resolve_spec(d.source, settings.base_dir)  # a relative path: beside node.toml
-    table = load_local_table(source, identity.index, len(identity.members), task.label_column,
-                             task.classes, task.partition, task.seed, source_options(source, d),
-                             feature_schema(settings))
+    t = settings.training
+    table = node_table(settings, identity.index, len(identity.members))
     data = table.prepare(table.statistics)  # the shapes; an own table's agreed statistics come later
     model = build_model(settings.model.kind, data.input_shape, data.n_classes,
                         tuple(settings.model.hidden), seed=t.seed)

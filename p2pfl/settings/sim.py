@@ -33,8 +33,11 @@ SOURCE_DEFAULTS: dict[str, object] = {
 }
 # The feature schema of a hospital table (issue 11): at their defaults, left out of the run key.
 SCHEMA_DEFAULTS: dict[str, object] = {"plan": None, "categorical": None, "ignore": None, "missing": "error"}
+# Where the averaged model is exported (issue 12): no result depends on it.
+OUTPUT_DEFAULTS: dict[str, object] = {"export": None}
 # Every setting a run key leaves out at its default (p2pfl.experiments.spec.run_key).
-KEYLESS_DEFAULTS: dict[str, object] = {**ROBUSTNESS_DEFAULTS, **SOURCE_DEFAULTS, **SCHEMA_DEFAULTS}
+KEYLESS_DEFAULTS: dict[str, object] = {**ROBUSTNESS_DEFAULTS, **SOURCE_DEFAULTS, **SCHEMA_DEFAULTS,
+                                       **OUTPUT_DEFAULTS}
 
 
 def _hidden_text(sizes: list[int]) -> str:
@@ -89,6 +92,8 @@ class SimConfig:
     message_loss: float = setting(0.0, "chance each message is lost", metavar="P")
     attack: str | None = setting(None, choices.attack_help, metavar="NAME:FRACTION")
     out: str | None = setting(None, "folder for metrics.csv, config.json and convergence.png")
+    export: str | None = setting(None, "write the averaged model as a bundle (model.safetensors, "
+                                 "model.json, model.onnx) in this new folder", metavar="DIR")
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict for JSON output."""

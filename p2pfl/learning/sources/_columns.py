@@ -44,7 +44,7 @@ def to_table(
     where: str,
     header: Sequence[str],
     rows: Iterable[tuple[int, Sequence[object]]],
-    label_column: str = "label",
+    label_column: str | None = "label",
     site_column: str | None = None,
     classes: list[str] | None = None,
     row_name: RowName | None = None,
@@ -53,13 +53,14 @@ def to_table(
     """The table `name` of a source's rows: float64 features, int64 labels, int64 sites or None.
 
     `where` names the source in messages (a file, a URL); `row_name(n)` names row `n` (default
-    "WHERE, row N"). Labels map to 0..C-1 in sorted order, or in the order of `classes`.
+    "WHERE, row N"). Labels map to 0..C-1 in sorted order, or in the order of `classes`;
+    `label_column` None: rows without labels (to predict), y all -1.
     Features follow the schema's columns (its order), else every other column in table order.
     """
     schema = schema or FeatureSchema()
     at = row_name or (lambda n: f"{where}, row {n}")
     header = _renamed([str(h) for h in header], schema, where)
-    li = _index(header, label_column, "label", where)
+    li = _index(header, label_column, "label", where) if label_column is not None else -1
     si = _index(header, site_column, "site", where) if site_column is not None else -1
     planned = set(schema.ignore) | {c.name for c in schema.columns}
     for special in (label_column, site_column):
@@ -70,7 +71,7 @@ def to_table(
     kept: list[tuple[int, Cells]] = []
     labels, sites, dropped = [], [], 0
     for n, row in rows:
-        label = _text(row[li], at(n), header[li])  # a missing label is always an error
+        label = _text(row[li], at(n), header[li]) if li >= 0 else ""  # a missing label: an error
         site = _text(row[si], at(n), header[si]) if si >= 0 else ""
         cells = [row[i] for i in fcols]
         gap = next((k for k, v in enumerate(cells) if is_missing(v)), None)
@@ -90,7 +91,9 @@ def to_table(
     columns = schema.columns or _inferred(names, kept, schema, where, at)
     x = _matrix(kept, columns, at)
     fixed = classes is not None  # the caller's classes fix the class count
-    if classes is None:
+    if li < 0:
+        y = np.full(len(kept), -1, dtype=np.int64)
+    elif classes is None:
         classes = sorted(set(labels), key=label_key)
         if len(classes) < 2:
             raise LearningSettingError(f"{where}: column {label_column!r} has a single class; "
@@ -101,8 +104,9 @@ def to_table(
         if unknown:
             raise LearningSettingError(f"{where}: label(s) {', '.join(map(repr, unknown[:5]))} in column "
                                        f"{label_column!r} are not among the classes {classes}")
-    index = {c: k for k, c in enumerate(classes)}
-    y = np.array([index[v] for v in labels], dtype=np.int64)
+    if li >= 0:
+        index = {c: k for k, c in enumerate(classes)}
+        y = np.array([index[v] for v in labels], dtype=np.int64)
     site_array = None
     if si >= 0:
         site_ids = {s: k for k, s in enumerate(sorted(set(sites), key=label_key))}

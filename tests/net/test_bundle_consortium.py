@@ -1,0 +1,53 @@
+"""A 2-hospital consortium on its own tables trains, then each exports its model and predicts
+its rows: the bundle gives the daemon's own model's probabilities; ONNX equals torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from test_plan_consortium import COLUMNS, patients, write_tables
+
+from p2pfl.cli import main
+from p2pfl.learning.models import build_model
+from p2pfl.learning.preprocess import Statistics
+from p2pfl.net.assembly import node_table
+from p2pfl.product import graph
+from p2pfl.product.bundle import ONNX, load_bundle
+from p2pfl.product.predict import predict
+from p2pfl.settings.load import node_settings
+
+
+def test_each_hospital_exports_and_predicts_with_its_trained_model(consortium, tmp_path, capsys):
+    c = consortium(sub="c", nodes=2, rounds=2, topology="ring", round_timeout=10.0)
+    write_tables(c, ["patient_id", "age", "bmi", "sex", "smoker", "outcome"], patients(160))
+    c.configure("data", 'source = "csv:patients.csv"')
+    c.configure("task", 'label_column = "outcome"\nclasses = ["no", "yes"]')
+    c.configure("features", COLUMNS)
+    c.start()
+    assert c.wait() == {name: 0 for name in c.names}
+    cards = []
+    for k, name in enumerate(c.names):
+        out = tmp_path / f"{name}-bundle"
+        assert main(["export", "--config", str(c.configs[name]), "--out", str(out)]) == 0
+        bundle = load_bundle(out)
+        cards.append(bundle.card)
+        # the daemon's own model: its checkpoint, on its validation rows, preprocessed as agreed
+        state = torch.load(c.folder / name / "state" / "checkpoint.pt", weights_only=True)
+        settings = node_settings(c.configs[name])
+        local = node_table(settings, k, 2)
+        data = local.prepare(Statistics.from_dict(state["preprocessing"], local.table.columns))
+        own = build_model("mlp", data.input_shape, 2, tuple(settings.model.hidden))
+        own.load_state_dict(state["model"])
+        with torch.no_grad():
+            want = torch.softmax(own(data.x_val), dim=1).numpy()
+        pred = predict(bundle, str(c.folder / name / "patients.csv"), id_column="patient_id")
+        np.testing.assert_allclose(pred.probs[local.test], want, atol=1e-6)
+        raw = local.table.x
+        assert np.isnan(raw).any()  # the tables have empty cells
+        onnx = graph.run_onnx((out / ONNX).read_bytes(), raw)
+        assert np.abs(onnx - bundle.predict_proba(raw)).max() <= 1e-5
+        assert bundle.card["round"] == 2
+    capsys.readouterr()
+    assert cards[0]["consortium"] == cards[1]["consortium"]
+    assert cards[0]["preprocessing"] == cards[1]["preprocessing"]  # agreed: the same at both
+    assert cards[0]["exported_by"] == "hospital-1" and cards[1]["exported_by"] == "hospital-2"
