@@ -113,6 +113,20 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--config", type=Path, help="take the column names of this node.toml (data.columns)")
     pr.set_defaults(func=_cmd_predict)
 
+    ev = sub.add_parser("evaluate", help="clinical figures of a bundle on a labelled table (AUROC, "
+                        "sensitivity, specificity, calibration, ...), each with a 95% bootstrap interval")
+    ev.add_argument("bundle", type=Path, help="a folder written by `p2pfl export`")
+    ev.add_argument("data", help="the table, with the label column: csv:PATH, parquet:PATH, FILE.csv ...")
+    ev.add_argument("--threshold", type=float, default=0.5, help="binary: P(positive class) at which a "
+                    "row is called positive (sensitivity, specificity, confusion); default 0.5")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--plots", type=Path, metavar="DIR", help="write roc.png and calibration.png here")
+    ev.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    ev.add_argument("--rename", action="append", default=[], metavar="LOCAL=PLAN",
+                    help="this table's column LOCAL is the plan's PLAN (repeatable)")
+    ev.add_argument("--config", type=Path, help="take the column names of this node.toml (data.columns)")
+    ev.set_defaults(func=_cmd_evaluate)
+
     k = sub.add_parser("keygen", help="create this node's Ed25519 key (mode 0600); prints the peer ID")
     k.add_argument("--out", type=Path, required=True)
     k.add_argument("--passphrase-env", metavar="VAR",
@@ -281,6 +295,26 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         pred = predict(bundle, args.data, renames(args.rename, args.config), args.id_column, bar)
     write_predictions(pred, args.out)
     print(f"wrote {args.out}: {len(pred.ids)} rows", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from p2pfl.product.bundle import load_bundle
+    from p2pfl.product.evaluate import evaluate, write_plots
+    from p2pfl.product.predict import predict, progress_bar, renames
+
+    if args.resamples < 1:
+        raise UserError(f"--resamples must be at least 1, got {args.resamples}")
+    bundle = load_bundle(args.bundle)
+    with progress_bar() as bar:
+        pred = predict(bundle, args.data, renames(args.rename, args.config), None, bar)
+    result = evaluate(bundle, pred, args.threshold, args.resamples)
+    for line in result.warnings:
+        print(f"p2pfl: warning: {line}", file=sys.stderr)
+    print(json.dumps(result.json(), indent=1) if args.json else result.table())
+    if args.plots:
+        for path in write_plots(bundle, pred, args.plots):
+            print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
 
 

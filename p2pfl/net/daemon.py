@@ -611,7 +611,8 @@ class Node:
         checkpoint.save(self.state_dir, action.round, self.model, self.optimizer, metrics_row=rows[-1],
                         preprocessing=self.data.statistics.to_dict())
         if self.settings.training.select:  # each round's model, until the best is chosen
-            snapshots.save(self.state_dir, rows[-1]["round"], self.model, self.data.statistics.to_dict())
+            snapshots.save(self.state_dir, rows[-1]["round"], self.model, self.data.statistics.to_dict(),
+                           rows[-1])
         checkpoint.append_metrics(self.state_dir, rows[-1])
         return rows
 

@@ -7,6 +7,7 @@ anything but tensors and plain values.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from p2pfl.atomic import open_atomic
+from p2pfl.net.checkpoint import digest
 
 ROUNDS = "rounds"
 BEST = "best.pt"
@@ -24,11 +26,17 @@ def path_of(state_dir: Path, round: int) -> Path:
     return state_dir / ROUNDS / f"{round}.pt"
 
 
-def save(state_dir: Path, round: int, model: nn.Module, preprocessing: Mapping[str, object]) -> None:
-    """The model after round `round` (0-based index of the round that ended)."""
+def save(state_dir: Path, round: int, model: nn.Module, preprocessing: Mapping[str, object],
+         metrics_row: Mapping[str, object]) -> None:
+    """The model after round `round` (0-based index of the round that ended), with its metrics
+    row and a digest (p2pfl.net.checkpoint.digest) verified when it is read."""
     (state_dir / ROUNDS).mkdir(exist_ok=True)
+    # "round" as in checkpoint.pt: the rounds done (the round to start at), one past `round`
+    state = {"round": round + 1, "model": model.state_dict(), "preprocessing": dict(preprocessing),
+             "metrics_row": json.loads(json.dumps(metrics_row))}
+    state["digest"] = digest(state)
     buf = io.BytesIO()
-    torch.save({"round": round, "model": model.state_dict(), "preprocessing": dict(preprocessing)}, buf)
+    torch.save(state, buf)
     with open_atomic(path_of(state_dir, round), text=False, perms=0o600) as fh:
         fh.write(buf.getbuffer())
 

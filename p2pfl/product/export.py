@@ -19,7 +19,9 @@ from p2pfl.learning.sources._columns import as_text, label_key
 from p2pfl.learning.trainer import OptimConfig, make_optimizer
 from p2pfl.net import checkpoint
 from p2pfl.net.assembly import node_table
+from p2pfl.net.reports import REPORT_FILE
 from p2pfl.net.shared_settings import plan_sections, shared_sections
+from p2pfl.net.snapshots import BEST
 from p2pfl.product import graph
 from p2pfl.product.bundle import Bundle, make_card, write_bundle
 from p2pfl.protocol.consortium import consortium_of
@@ -27,8 +29,6 @@ from p2pfl.settings.load import node_settings, plan_settings, sim_schema
 from p2pfl.settings.node import NodeSettings
 from p2pfl.settings.sim import SimConfig
 
-REPORT = "consortium_report.json"  # the cross-site report a node writes when training ends
-BEST = "best.pt"  # the checkpoint of the best round (best-round selection)
 ROUNDS = ("last", "best")
 
 
@@ -106,7 +106,7 @@ def _best(state_dir: Path, model: torch.nn.Module) -> dict:
 
 def _sites(state_dir: Path, name: str, train_rows: int, val_rows: int, row: dict) -> list[dict]:
     """Per-site validation metrics and rows: the consortium report's, else this node's own."""
-    report = state_dir / REPORT
+    report = state_dir / REPORT_FILE
     if report.is_file():
         try:
             sites = json.loads(report.read_text())["sites"]

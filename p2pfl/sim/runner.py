@@ -42,7 +42,8 @@ Progress = Callable[[str, int, int], None]  # (run name, rounds done, total roun
 
 FINAL_KEYS = (
     "mean_local_accuracy", "min_local_accuracy", "max_local_accuracy",
-    "averaged_model_accuracy", "consensus_distance", "train_loss",
+    "averaged_model_accuracy", "averaged_model_balanced_accuracy", "averaged_model_auroc",
+    "consensus_distance", "train_loss",
 )
 
 

@@ -29,6 +29,9 @@ def test_every_site_reports_to_every_site_and_all_pick_the_same_best_round(conso
         rows = c.metrics(name)
         assert own["history"]["auroc"] == [r["val_auroc"] for r in rows]  # what it trained with
         assert 0.5 < own["metrics"]["auroc"] <= 1 and "sensitivity" in own["metrics"]
+        assert all(0 <= r["val_balanced_accuracy"] <= 1 for r in rows)
+        # about 16 validation rows per site: said once, at start
+        assert c.log(name).count("event=validation_split") == 1 and "fewer than 30" in c.log(name)
     # the same figures and the same best round everywhere: no coordinator, no member alone
     assert reports["hospital-1"]["sites"] == reports["hospital-2"]["sites"] == reports["hospital-3"]["sites"]
     selection = reports["hospital-1"]["selection"]
@@ -36,7 +39,7 @@ def test_every_site_reports_to_every_site_and_all_pick_the_same_best_round(conso
     assert selection["metric"] == "auroc" and selection["members"] == 3
     for name in c.names:
         best = torch.load(c.folder / name / "state" / "best.pt", weights_only=True)
-        assert best["round"] == selection["round"]
+        assert best["round"] == selection["round"] + 1  # rounds done, as in checkpoint.pt
         assert not (c.folder / name / "state" / "rounds").exists()
         assert f"event=best_round round={selection['round']} metric=auroc" in c.log(name)
     assert main(["report", "--config", str(c.configs["hospital-2"])]) == 0

@@ -150,3 +150,22 @@ def test_predict_reports_progress_over_the_rows(bundle_dir, tmp_path):
     seen = []
     predict(load_bundle(bundle_dir / "bundle"), str(data), progress=lambda *p: seen.append(p))
     assert seen == [(50, 50)]
+
+
+def test_evaluate_figures_are_scikit_learns_with_intervals_and_need_the_labels(bundle_dir, tmp_path, capsys):
+    from sklearn.metrics import roc_auc_score
+
+    rows = patients(300, seed=11)
+    data = write_csv(tmp_path / "held_out.csv", HEADER, rows)
+    assert main(["evaluate", str(bundle_dir / "bundle"), str(data), "--json", "--resamples", "300"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    pred = predict(load_bundle(bundle_dir / "bundle"), str(data))
+    auroc = figures["metrics"]["auroc"]
+    assert auroc["value"] == pytest.approx(roc_auc_score(pred.y, pred.probs[:, 1]), abs=1e-12)
+    assert auroc["low"] <= auroc["value"] <= auroc["high"]
+    assert {"sensitivity", "specificity", "brier", "ece", "average_precision"} <= set(figures["metrics"])
+    assert main(["evaluate", str(bundle_dir / "bundle"), str(data)]) == 0
+    assert "AUROC" in capsys.readouterr().out  # the table
+    unlabelled = write_csv(tmp_path / "unlabelled.csv", HEADER[:-1], [r[:-1] for r in rows])
+    assert main(["evaluate", str(bundle_dir / "bundle"), str(unlabelled)]) == 2
+    assert "no label column 'outcome'" in capsys.readouterr().err

@@ -85,6 +85,8 @@ def test_a_categorical_table_trains_in_the_simulator_from_flags_or_the_plan(tmp_
     by_plan = json.loads(capsys.readouterr().out)
     # the same schema either way: sex is categorical (text), patient_id left out
     assert by_flags["final"] == by_plan["final"]
+    final = by_plan["final"]  # the averaged model's clinical figures next to its accuracy
+    assert 0 <= final["averaged_model_balanced_accuracy"] <= 1 and 0 <= final["averaged_model_auroc"] <= 1
 
 
 def test_plan_draft_writes_a_plan_every_member_can_load(tmp_path, capsys, write_config):
