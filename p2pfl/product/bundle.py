@@ -129,7 +129,9 @@ def write_bundle(out: Path, bundle: Bundle, x_check: np.ndarray) -> Bundle:
         save_file(state, str(staging / WEIGHTS), metadata={"format": FORMAT})
         (staging / ONNX).write_bytes(onnx_model)
         card["files"] = {name: _sha256(staging / name) for name in (WEIGHTS, ONNX)}
-        (staging / CARD).write_text(json.dumps(_finite(card), indent=1, allow_nan=False) + "\n")
+        card = _finite(card)
+        card["digest"] = card_digest(card)
+        (staging / CARD).write_text(json.dumps(card, indent=1, allow_nan=False) + "\n")
         for path in staging.iterdir():
             os.chmod(path, 0o644)
         os.chmod(staging, 0o755)
@@ -188,7 +190,23 @@ def read_card(path: Path) -> dict[str, object]:
         raise UserError(f"{file}: not a p2pfl model card (format {FORMAT!r})")
     if card.get("format_version") != VERSION:
         raise UserError(f"{file}: format version {card.get('format_version')!r}; this p2pfl reads {VERSION}")
+    try:
+        same = card.get("digest") == card_digest(card)
+    except ValueError:
+        same = False
+    if not same:
+        raise UserError(f"{file}: its digest does not match its content (the model card was edited "
+                        "or is damaged)")
     return card
+
+
+def card_digest(card: Mapping[str, object]) -> str:
+    """SHA-256 of the card's canonical JSON without its "digest" key: an edited card (other
+    classes, other preprocessing) is refused like an edited weights file."""
+    from p2pfl.protocol.consortium import canonical_json
+
+    body = {k: v for k, v in card.items() if k != "digest"}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
 def _weights(file: Path, model: nn.Module) -> Mapping[str, torch.Tensor]:

@@ -137,3 +137,17 @@ def test_export_of_a_node_without_a_checkpoint_is_refused(node, tmp_path):
     config = node["folder"] / "hospital-2" / "node.toml"
     with pytest.raises(UserError, match="no checkpoint yet"):
         export_node(config, tmp_path / "b")
+
+
+def test_an_edited_model_card_is_refused(node, tmp_path, capsys):
+    copy = tmp_path / "b"
+    copy.mkdir()
+    for p in node["out"].iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    card = json.loads((copy / "model.json").read_text())
+    card["task"]["classes"] = list(reversed(card["task"]["classes"]))  # swaps what each output means
+    (copy / "model.json").write_text(json.dumps(card))
+    with pytest.raises(UserError, match="model.json: its digest does not match its content"):
+        load_bundle(copy)
+    assert main(["evaluate", str(copy), str(node["folder"] / "hospital-1" / "data.csv")]) == 2
+    assert "digest does not match" in capsys.readouterr().err
