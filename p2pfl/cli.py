@@ -95,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     rp.set_defaults(func=_cmd_report)
 
+    pt = sub.add_parser("plot", help="the convergence plot of a real run from its nodes' metrics.jsonl")
+    pt.add_argument("state_dirs", type=Path, nargs="+", metavar="STATE_DIR", help="nodes' state folders")
+    pt.add_argument("--out", type=Path, default=Path("convergence.png"), help="default: convergence.png")
+    pt.set_defaults(func=_cmd_plot)
+
     x = sub.add_parser("export", help="write the trained model as a bundle: model.safetensors, "
                        "model.json (the model card), model.onnx (preprocessing inside)")
     x.add_argument("--config", type=Path, required=True, help="node.toml of the node that trained it")
@@ -258,6 +263,13 @@ def _cmd_plan_draft(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: review it (the notes are at its top), then share it with every member",
           file=sys.stderr)
     return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from p2pfl.run_plot import plot_runs
+
+    print(f"wrote {plot_runs(args.state_dirs, args.out)}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
