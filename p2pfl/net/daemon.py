@@ -40,6 +40,7 @@ from p2pfl.net.host import (
     quiet_libp2p_logs,
 )
 from p2pfl.net.preprocessing import StatisticsExchange
+from p2pfl.net.prometheus import NodeMetrics
 from p2pfl.net.reports import REPORT_FILE, ReportExchange, best_round_of, consortium_report, own_report
 from p2pfl.protocol import hello
 from p2pfl.protocol.codec import decode, encode
@@ -95,6 +96,7 @@ class Node:
         self.reports = ReportExchange(self.key, self.consortium.id, self.index, self.members,
                                       self.names, log, self.timeouts)
         self.finished = False  # every round done (not stopped by a signal or an error)
+        self.prometheus = NodeMetrics(self._peers_connected) if self.settings.node.metrics_listen else None
         self.exchange = (StatisticsExchange(self.key, self.consortium.id, self.index, self.members,
                                             self.names, learner.table.statistics, log, self.timeouts)
                          if learner.agree else None)
@@ -145,6 +147,16 @@ class Node:
         if self.exchange is not None:
             self.host.set_stream_handler(TProtocol(STATS_PROTOCOL), self._on_statistics)
         listen = multiaddrs([self.settings.node.listen])
+        if self.prometheus is not None:
+            self.prometheus.serve(self.settings.node.metrics_listen)
+        try:
+            return await self._serve(listen)
+        finally:
+            if self.prometheus is not None:
+                self.prometheus.close()
+
+    async def _serve(self, listen) -> int:
+        """Listen, start together, train every round, end (see `run`)."""
         async with self.host.run(listen_addrs=listen), trio.open_nursery() as nursery:
             if not self.host.get_addrs():
                 raise InUseError(f"node.listen {self.settings.node.listen}: could not listen there")
@@ -488,12 +500,14 @@ class Node:
         try:
             try:
                 round, payload = await transfer.receive(stream, self.max_bytes, self.timeouts,
-                                                        lambda r: self._refuse(peer, r))
+                                                        lambda r: self._refused(peer, r))
             except Exception as exc:  # noqa: BLE001 - any bad transfer: log one line, reset, go on
                 await self._transfer_failed(stream, peer, exc)
                 return
             self._count(round, "bytes_in", len(payload))
             code, reason, actions = await self._check(peer, round, payload)
+            if self.prometheus is not None:
+                self.prometheus.update(code.name.lower(), reason)
         finally:
             self.receiving[peer] -= 1
         try:
@@ -544,6 +558,21 @@ class Node:
             return transfer.Ack.ACCEPTED, "", actions
         return (transfer.Ack.DROPPED if verdict.dropped else transfer.Ack.REJECTED), verdict.reason, actions
 
+    def _refused(self, peer: str, round: int) -> str | None:
+        """`_refuse`, counted for Prometheus."""
+        why = self._refuse(peer, round)
+        if why is not None and self.prometheus is not None:
+            self.prometheus.update("refused", why)
+        return why
+
+    def _peers_connected(self) -> int:
+        """Roster members with an open connection (Prometheus asks, from its thread)."""
+        try:
+            connected = list(self.host.get_network().connections)
+            return sum(1 for pid in connected if pid.to_base58() in self.names)
+        except Exception:  # noqa: BLE001 - no host yet, or the library changed: report none
+            return 0
+
     def _refuse(self, peer: str, round: int) -> str | None:
         """Why an announced update is not worth reading (checked before the payload)."""
         if round < self.machine.round:
@@ -587,6 +616,9 @@ class Node:
                                    effect="stopping; the last good checkpoint is kept")
                     self._stop(exc.exit_code)
                     return
+        if self.prometheus is not None:
+            for written in rows:
+                self.prometheus.row(written)
         row = rows[-1]
         if action.caught_up_from is not None:
             self.log.warn("rounds_skipped", first=action.caught_up_from, last=action.round - 1,

@@ -23,6 +23,12 @@ from p2pfl.settings.fields import positive, setting
 SELECTION_METRICS = ("", "accuracy", "balanced_accuracy", "auroc")  # training.select
 
 
+def _metrics_listen(value: str) -> str | None:
+    host, colon, port = value.rpartition(":")
+    ok = not value or (colon and host and port.isdigit() and 0 < int(port) < 65536)
+    return None if ok else f"must be HOST:PORT (e.g. 127.0.0.1:9464) or empty, got {value!r}"
+
+
 @dataclass
 class NodeSection:
     """This hospital's identity, key and addresses (local: may differ between members)."""
@@ -36,6 +42,8 @@ class NodeSection:
     roster: str = setting("roster.toml", "the consortium's members: name, peer_id, addresses")
     plan: str = setting("plan.toml", "the consortium's plan (task, features, model, training, "
                         "gossip, privacy): the same file at every member")
+    metrics_listen: str = setting("", "serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9464 "
+                                  "(\"\": off)", _metrics_listen)
 
 @dataclass
 class DataSection:
