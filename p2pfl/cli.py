@@ -157,6 +157,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("file", type=Path)
     v.set_defaults(func=_cmd_inspect)
 
+    au = sub.add_parser("audit", help="the node's audit log: `p2pfl audit verify STATE_DIR` checks its chain")
+    audit_sub = au.add_subparsers(dest="audit_command", required=True)
+    av = audit_sub.add_parser("verify", help="check every line of STATE_DIR/audit.jsonl; names the first "
+                              f"broken one (exit {EXIT_INVALID})")
+    av.add_argument("state_dir", type=Path, metavar="STATE_DIR", help="the node's state folder (or the file)")
+    av.set_defaults(func=_cmd_audit_verify)
+
     d = sub.add_parser("demo", help="run a consortium of real node processes on this machine",
                        formatter_class=_HelpFormatter)
     d.add_argument("--nodes", type=int, default=4)
@@ -361,6 +368,18 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     report = inspect(args.file)
     print(report.text)
     return EXIT_OK if report.valid else EXIT_INVALID
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from p2pfl.net.audit import AUDIT, verify
+
+    path = args.state_dir if args.state_dir.is_file() else args.state_dir / AUDIT
+    result = verify(path)
+    if not result.ok:
+        print(f"{path}:{result.first_bad}: {result.reason}")
+        return EXIT_INVALID
+    print(f"{path}: {result.lines} lines, chain intact (last hash {result.last_hash})")
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
