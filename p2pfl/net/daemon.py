@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import hashlib
 import json
 import math
 import signal
@@ -28,6 +29,7 @@ from p2pfl.learning.privacy import dp_train_steps
 from p2pfl.learning.trainer import probabilities, train_steps
 from p2pfl.net import checkpoint, quorum, snapshots, transfer
 from p2pfl.net.assembly import Parts, assemble, load_files
+from p2pfl.net.audit import AuditLog
 from p2pfl.net.eventlog import EventLog
 from p2pfl.net.host import (
     HELLO_PROTOCOL,
@@ -97,6 +99,7 @@ class Node:
                                       self.names, log, self.timeouts)
         self.finished = False  # every round done (not stopped by a signal or an error)
         self.prometheus = NodeMetrics(self._peers_connected) if self.settings.node.metrics_listen else None
+        self.audit = AuditLog(self.state_dir)  # every update sent, accepted or refused; start, stop
         self.exchange = (StatisticsExchange(self.key, self.consortium.id, self.index, self.members,
                                             self.names, learner.table.statistics, log, self.timeouts)
                          if learner.agree else None)
@@ -149,9 +152,15 @@ class Node:
         listen = multiaddrs([self.settings.node.listen])
         if self.prometheus is not None:
             self.prometheus.serve(self.settings.node.metrics_listen)
+        self.audit.record("start", peer_id=self.self_id, round=self.machine.round,
+                          consortium=self.consortium.id.hex(),
+                          sections=[f"{n}:{d.hex()}" for n, d in sorted(self.consortium.sections.items())])
         try:
-            return await self._serve(listen)
+            code = await self._serve(listen)
+            self._audit("stop", exit_code=code, round=self.machine.round)
+            return code
         finally:
+            self.audit.close()
             if self.prometheus is not None:
                 self.prometheus.close()
 
@@ -246,6 +255,8 @@ class Node:
         self.data = self.learner.data = await trio.to_thread.run_sync(self.learner.table.prepare, agreed)
         self.log.info("preprocessing_agreed", members=len(self.members), rows=agreed.rows,
                       own_rows=self.exchange.own.rows)
+        self._audit("statistics_agreed", members=len(self.members), rows=agreed.rows,
+                    own_rows=self.exchange.own.rows)
 
     async def _on_statistics(self, stream) -> None:
         """Answer a member's pull (p2pfl.net.preprocessing)."""
@@ -271,6 +282,8 @@ class Node:
 
         await self.reports.exchange(own, open_stream, self.settings.gossip.report_timeout)
         await trio.to_thread.run_sync(self._write_reports)
+        reported = [self.names[self.members[i]] for i in sorted(self.reports.reports)]
+        self._audit("site_reports", reported=reported)
 
     def _own_report(self) -> dict:
         """This site's validation figures: its final model's, and each round's from metrics.jsonl."""
@@ -444,12 +457,17 @@ class Node:
                 try:
                     ack = await self._deliver(peer, round, data)
                     self._count(round, "bytes_out", len(data))
+                    self._audit("update_sent", round=round, peer=self.names[peer],
+                                digest=await trio.to_thread.run_sync(_digest, data), ack=ack.name.lower())
                     if ack is transfer.Ack.DROPPED:
                         self.log.info("send_dropped", peer=self.names[peer], round=round)
                     return
                 except transfer.Refused as exc:  # the peer checked it and said why: a retry won't help
                     self.log.warn_limited("send_rejected", peer, peer=self.names[peer], round=round,
                                           reason=str(exc))
+                    self._audit("update_sent", round=round, peer=self.names[peer],
+                                digest=await trio.to_thread.run_sync(_digest, data), ack="refused",
+                                reason=str(exc))
                     return
                 except Exception as exc:  # noqa: BLE001 - a failed peer must never stop this node
                     failed = isinstance(exc, transfer.TransferError)
@@ -508,6 +526,9 @@ class Node:
             code, reason, actions = await self._check(peer, round, payload)
             if self.prometheus is not None:
                 self.prometheus.update(code.name.lower(), reason)
+            digest = await trio.to_thread.run_sync(_digest, payload)
+            self._audit(f"update_{code.name.lower()}", round=round, peer=self.names[peer], digest=digest,
+                        reason=reason)
         finally:
             self.receiving[peer] -= 1
         try:
@@ -561,9 +582,21 @@ class Node:
     def _refused(self, peer: str, round: int) -> str | None:
         """`_refuse`, counted for Prometheus."""
         why = self._refuse(peer, round)
-        if why is not None and self.prometheus is not None:
-            self.prometheus.update("refused", why)
+        if why is not None:
+            if self.prometheus is not None:
+                self.prometheus.update("refused", why)
+            self._audit("update_refused", round=round, peer=self.names[peer], reason=why)
         return why
+
+    def _audit(self, event: str, **fields: object) -> None:
+        """One audit.jsonl line; a failed write stops the node like a failed checkpoint (exit 3)."""
+        try:
+            self.audit.record(event, **fields)
+        except StateWriteError as exc:
+            if not self.stopping.is_set():
+                self.log.error("state_write_failed", error=str(exc), exit_code=exc.exit_code,
+                               effect="stopping; the audit log must not miss an event")
+                self._stop(exc.exit_code)
 
     def _peers_connected(self) -> int:
         """Roster members with an open connection (Prometheus asks, from its thread)."""
@@ -722,6 +755,11 @@ def _check_listen(listen: str) -> None:
 
 def _span(stats: dict, a: str, b: str) -> float | None:
     return round(stats[b] - stats[a], 4) if a in stats and b in stats else None
+
+
+def _digest(data) -> str:
+    """SHA-256 of an update's bytes, for the audit log."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def _finite(value: float) -> float | None:

@@ -263,3 +263,28 @@ def test_cli_missing_log_is_exit_2(tmp_path, capsys):
     assert main(["audit", "verify", str(tmp_path)]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(tmp_path / AUDIT) in err
+
+
+def test_a_running_consortium_writes_a_chain_that_verifies_and_names_an_edited_line(consortium, capsys):
+    import json
+
+    from p2pfl.cli import main
+
+    c = consortium(nodes=3, rounds=2, topology="ring", round_timeout=10.0)
+    c.start()
+    assert c.wait() == {name: 0 for name in c.names}
+    state = c.folder / "hospital-1" / "state"
+    lines = (state / "audit.jsonl").read_text().splitlines()
+    events = [json.loads(line)["event"] for line in lines]
+    assert events[0] == "start" and events[-1] == "stop"
+    # ring: 2 rounds x 2 out-neighbours sent, and 2 x 2 in-neighbours accepted
+    assert events.count("update_sent") == 4 and events.count("update_accepted") == 4
+    sent = [json.loads(line) for line in lines if '"update_sent"' in line]
+    assert all(len(s["digest"]) == 64 and s["ack"] == "accepted" for s in sent)
+    assert main(["audit", "verify", str(state)]) == 0
+    assert "chain intact" in capsys.readouterr().out
+    edited = lines[:]
+    edited[3] = edited[3].replace('"round":1', '"round":0') if '"round":1' in edited[3] else edited[3] + " "
+    (state / "audit.jsonl").write_text("\n".join(edited) + "\n")
+    assert main(["audit", "verify", str(state)]) == 5
+    assert "audit.jsonl:4:" in capsys.readouterr().out
