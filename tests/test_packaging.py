@@ -5,6 +5,7 @@ without a working docker or podman)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shlex
@@ -73,8 +74,16 @@ def _final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def _node_args(argv: list[str]):
-    args = cli._parser().parse_args(argv)
+    """The parsed arguments of `p2pfl ARGV`, which must be the node command with exact flags."""
+    parser = cli._parser()
+    args = parser.parse_args(argv)
     assert args.func is cli._cmd_node, f"{argv} is not the node command"
+    # argparse also takes an abbreviation (--conf); a file should spell each flag in full
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {f for action in sub.choices[argv[0]]._actions for f in action.option_strings}
+    for word in argv[1:]:
+        if word.startswith("-"):
+            assert word.split("=")[0] in flags, f"{word}: not a flag of `p2pfl {argv[0]}`"
     return args
 
 
