@@ -103,19 +103,12 @@ def draft_plan(data: str, label_column: str, site_column: str | None = None) -> 
     holds every plan key at its default, with the task and features the table suggests, and the
     notes as comments at its top, for a person to review before it is shared."""
     from p2pfl.learning.draft import draft_schema
-    from p2pfl.learning.sources import Request, source_of
+    from p2pfl.learning.sources import table_rows
     from p2pfl.settings.node import NodeSettings
     from p2pfl.settings.plan import apply_draft
     from p2pfl.settings.toml_out import plan_template
 
-    kind = "parquet" if data.endswith(".parquet") else "csv"
-    spec = data if ":" in data.split("/")[0] else f"{kind}:{data}"
-    source, argument = source_of(spec)
-    if source.read is None:
-        raise UserError(f"--data {data}: a {source.name} source has no table to draft from "
-                        "(give a csv or parquet file)")
-    draft = draft_schema(source.read(Request(spec, argument, label_column=label_column,
-                                             site_column=site_column)), label_column, site_column)
+    draft = draft_schema(table_rows(data, Path.cwd()), label_column, site_column)
     settings = NodeSettings()
     apply_draft(settings, draft, label_column)
     notes = [f"drafted from {data} by `p2pfl plan draft`: review it, then share it with every member",

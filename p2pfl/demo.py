@@ -119,7 +119,7 @@ def setup(folder: Path, names: list[str], opt: DemoOptions) -> list[Path]:
     privacy = privacy_section(opt.dp)
     table = None
     if not source_of(opt.dataset)[0].shared:  # a table: each hospital gets its own rows
-        rows = demo_tables.read_rows(opt.dataset, opt.label_column)
+        rows = demo_tables.read_rows(opt.dataset)
         demo_tables.deal_out(rows, [folder / n for n in names])
         table = demo_tables.draft(rows, opt.label_column)
     for m in members:

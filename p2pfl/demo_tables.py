@@ -16,18 +16,14 @@ import numpy as np
 from p2pfl.atomic import write_atomic
 from p2pfl.errors import UserError
 from p2pfl.learning.draft import Draft, draft_schema
-from p2pfl.learning.sources import RawRows, Request, resolve_spec, source_of
+from p2pfl.learning.sources import RawRows, table_rows
 
 TABLE = "data.csv"  # each hospital's table, in its folder
 
 
-def read_rows(spec: str, label_column: str) -> RawRows:
+def read_rows(spec: str) -> RawRows:
     """The raw rows of the table `spec` names (a relative path: from the current folder)."""
-    spec = resolve_spec(spec, Path.cwd())
-    source, argument = source_of(spec)
-    if source.read is None:
-        raise UserError(f"--dataset {spec}: the demo deals out a table (csv:PATH or parquet:PATH)")
-    return source.read(Request(spec, argument, label_column=label_column))
+    return table_rows(spec, Path.cwd())
 
 
 def deal_out(rows: RawRows, folders: list[Path], seed: int = 0) -> None:

@@ -188,7 +188,7 @@ class Node:
                     await self._end_of_training()
             nursery.cancel_scope.cancel()
             with trio.move_on_after(STOP_GRACE):
-                await _quiet(self.host.close())
+                await transfer.quietly(self.host.close())
         self.log.flush_suppressed()
         return self.exit_code
 
@@ -221,7 +221,7 @@ class Node:
         except BaseException:
             if stream is not None:
                 with trio.move_on_after(1):
-                    await _quiet(stream.reset())
+                    await transfer.quietly(stream.reset())
             raise
         try:
             theirs = hello.parse(raw, sender=peer, recipient=self.self_id, role=hello.Role.REPLY)
@@ -335,7 +335,7 @@ class Node:
         except Exception as exc:  # noqa: BLE001 - a bad hello: one line, reset, go on
             self.log.warn_limited("hello_rejected", peer, peer=self.names[peer], reason=_reason(exc))
             with trio.move_on_after(1):
-                await _quiet(stream.reset())
+                await transfer.quietly(stream.reset())
             return
         finally:
             self.hellos[peer] -= 1
@@ -490,7 +490,7 @@ class Node:
         except BaseException:
             if stream is not None:
                 with trio.move_on_after(1):
-                    await _quiet(stream.reset())
+                    await transfer.quietly(stream.reset())
             raise
 
     async def _connect(self, peer: str):
@@ -543,12 +543,12 @@ class Node:
         peer = stream.muxed_conn.peer_id.to_base58()
         if peer not in self.names:  # the host's gate refuses strangers; this is defence in depth
             self._stranger(peer, "peer ID not in the roster")
-            await _quiet(stream.reset())
+            await transfer.quietly(stream.reset())
             return None
         if in_progress.get(peer, 0) >= limit:
             self.log.warn_limited(f"{kind}_refused", peer, peer=self.names[peer],
                                   reason=f"{limit} {kind}s from it are in progress")
-            await _quiet(stream.reset())
+            await transfer.quietly(stream.reset())
             return None
         in_progress[peer] = in_progress.get(peer, 0) + 1
         return peer
@@ -557,7 +557,7 @@ class Node:
         reason = _reason(exc)
         self.log.warn_limited("transfer_failed", f"{peer} {reason}", peer=self.names[peer], reason=reason)
         with trio.move_on_after(1):
-            await _quiet(stream.reset())
+            await transfer.quietly(stream.reset())
 
     async def _check(self, peer: str, round: int, payload) -> tuple[transfer.Ack, str, list]:
         """The verdict on a received update (for the ack) and the machine's actions. Checked in
@@ -778,12 +778,6 @@ async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
 
-
-async def _quiet(awaitable) -> None:
-    try:
-        await awaitable
-    except Exception:  # noqa: BLE001 - best-effort cleanup of a broken stream
-        pass
 
 
 def _reason(exc: BaseException) -> str:

@@ -56,7 +56,7 @@ class StatisticsExchange:
                 return bundle
             except BaseException:
                 with trio.move_on_after(1):
-                    await _quiet(stream.reset())  # type: ignore[attr-defined]
+                    await transfer.quietly(stream.reset())  # type: ignore[attr-defined]
                 raise
 
         if not await agreement.collect(self.held, self.members, peers, fetch, self.check, self.names,
@@ -74,11 +74,5 @@ class StatisticsExchange:
             self.log.warn_limited("statistics_pull_failed", peer, peer=self.names[peer],
                                   reason=str(exc) or type(exc).__name__)
             with trio.move_on_after(1):
-                await _quiet(stream.reset())
+                await transfer.quietly(stream.reset())
 
-
-async def _quiet(awaitable) -> None:
-    try:
-        await awaitable
-    except Exception:  # noqa: BLE001 - closing a stream that is already gone
-        pass

@@ -57,7 +57,7 @@ class ReportExchange:
             self.log.warn_limited("site_report_rejected", peer, peer=self.names[peer],
                                   reason=str(exc) or type(exc).__name__)
             with trio.move_on_after(1):
-                await _quiet(stream.reset())
+                await transfer.quietly(stream.reset())
             return
         if member not in self.reports:
             self.reports[member] = report
@@ -88,13 +88,13 @@ class ReportExchange:
                 stream = await open_stream(peer)
                 await transfer.write_all(stream, message, self.timeouts)
                 if await transfer.read_exactly(stream, len(ACK), self.timeouts) == ACK:
-                    await _quiet(stream.close())
+                    await transfer.quietly(stream.close())
                     return
             except Exception:  # noqa: BLE001 - not reachable (yet): try again
                 pass
             if stream is not None:
                 with trio.move_on_after(1):
-                    await _quiet(stream.reset())
+                    await transfer.quietly(stream.reset())
             await trio.sleep(RETRY)
 
 
@@ -135,9 +135,3 @@ def consortium_report(reports: Mapping[int, dict], members: list[str], names: di
 def _figure(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
-
-async def _quiet(awaitable) -> None:
-    try:
-        await awaitable
-    except Exception:  # noqa: BLE001 - closing a stream that is already gone
-        pass

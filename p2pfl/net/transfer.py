@@ -149,3 +149,11 @@ async def receive(
     if actual != digest:
         raise TransferError("payload SHA-256 does not match the header")
     return round, payload
+
+
+async def quietly(awaitable) -> None:
+    """Await a best-effort cleanup (closing or resetting a stream that may be gone already)."""
+    try:
+        await awaitable
+    except Exception:  # noqa: BLE001 - the stream is broken or closed: nothing to clean up
+        pass

@@ -16,11 +16,10 @@ import numpy as np
 
 from p2pfl.atomic import write_atomic
 from p2pfl.errors import UserError
-from p2pfl.learning.sources import RawRows, Request, resolve_spec, source_of
+from p2pfl.learning.sources import RawRows, table_rows
 from p2pfl.learning.sources._columns import as_text, is_missing, to_table
 from p2pfl.product.bundle import BATCH, Bundle
 
-SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 PROGRESS_ROWS = 20_000  # more rows than this: a progress bar over the batches
 Progress = Callable[[int, int], None]  # (rows done, rows in all)
 
@@ -38,22 +37,6 @@ class Predictions:
     @property
     def predicted(self) -> list[str]:
         return [self.classes[k] for k in self.probs.argmax(axis=1)]
-
-
-def read_data(data: str, base: Path | None = None) -> RawRows:
-    """The raw rows of `csv:PATH`, `parquet:PATH` or a bare PATH ending .csv / .parquet
-    (relative to `base`, default the current folder)."""
-    name, colon, _ = data.partition(":")
-    if not colon or name not in ("csv", "parquet"):
-        suffix = Path(data).suffix.lower()
-        if suffix not in SUFFIXES:
-            raise UserError(f"{data}: name the data as csv:PATH or parquet:PATH (or a file ending "
-                            f"{', '.join(SUFFIXES)})")
-        data = f"{SUFFIXES[suffix]}:{data}"
-    spec = resolve_spec(data, base or Path.cwd())
-    source, argument = source_of(spec)
-    assert source.read is not None
-    return source.read(Request(spec, argument))
 
 
 def parse_renames(pairs: Sequence[str]) -> dict[str, str]:
@@ -81,9 +64,10 @@ def renames(pairs: Sequence[str], config: Path | None = None) -> dict[str, str]:
 
 def predict(bundle: Bundle, data: str, rename: Mapping[str, str] | None = None,
             id_column: str | None = None, progress: Progress | None = None) -> Predictions:
-    """The bundle's probabilities for the rows of `data` (see `read_data`); `rename` maps this
-    table's column names to the plan's; `id_column` names each row (default: its row number)."""
-    raw = read_data(data)
+    """The bundle's probabilities for the rows of `data` (csv:PATH, parquet:PATH or a bare
+    file: `p2pfl.learning.sources.table_rows`); `rename` maps this table's column names to the
+    plan's; `id_column` names each row (default: its row number)."""
+    raw = table_rows(data, Path.cwd())
     rename = dict(rename or {})
     header = [rename.get(str(h), str(h)) for h in raw.header]
     schema = replace(bundle.schema, rename=rename)

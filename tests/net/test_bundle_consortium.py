@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import torch
-from test_plan_consortium import COLUMNS, patients, write_tables
+from test_plan_consortium import own_tables, patients
 
 from p2pfl.cli import main
 from p2pfl.learning.models import build_model
@@ -22,10 +22,7 @@ from p2pfl.settings.load import node_settings
 
 def test_each_hospital_exports_and_predicts_with_its_trained_model(consortium, tmp_path, capsys):
     c = consortium(sub="c", nodes=3, rounds=3, topology="ring", round_timeout=10.0)
-    write_tables(c, ["patient_id", "age", "bmi", "sex", "smoker", "outcome"], patients(160))
-    c.configure("data", 'source = "csv:patients.csv"')
-    c.configure("task", 'label_column = "outcome"\nclasses = ["no", "yes"]')
-    c.configure("features", COLUMNS)
+    own_tables(c, patients(160))
     c.configure("training", 'select = "balanced_accuracy"')
     c.start()
     assert c.wait() == {name: 0 for name in c.names}

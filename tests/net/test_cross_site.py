@@ -6,17 +6,14 @@ from __future__ import annotations
 import json
 
 import torch
-from test_plan_consortium import COLUMNS, patients, write_tables
+from test_plan_consortium import own_tables, patients
 
 from p2pfl.cli import main
 
 
 def test_every_site_reports_to_every_site_and_all_pick_the_same_best_round(consortium, capsys):
     c = consortium(nodes=3, rounds=4, topology="ring", round_timeout=10.0)
-    write_tables(c, ["patient_id", "age", "bmi", "sex", "smoker", "outcome"], patients())
-    c.configure("data", 'source = "csv:patients.csv"')
-    c.configure("task", 'label_column = "outcome"\nclasses = ["no", "yes"]')
-    c.configure("features", COLUMNS)
+    own_tables(c, patients())
     c.configure("training", 'select = "auroc"')
     c.start()
     assert c.wait() == {name: 0 for name in c.names}

@@ -17,6 +17,9 @@ COLUMNS = ('columns = [{ name = "age" }, { name = "bmi" }, '
            'ignore = ["patient_id"]\nmissing = "impute"')
 
 
+HEADER = ["patient_id", "age", "bmi", "sex", "smoker", "outcome"]
+
+
 def patients(n: int = 240, seed: int = 7) -> list[list[str]]:
     """Seeded rows: patient_id, age, bmi, sex, smoker, outcome; about 5% of cells empty."""
     rng = np.random.default_rng(seed)
@@ -42,17 +45,21 @@ def write_tables(c, header: list[str], rows: list[list[str]]) -> None:
         (c.folder / name / "patients.csv").write_text("\n".join(lines) + "\n")
 
 
+def own_tables(c, rows: list[list[str]]) -> None:
+    """Each hospital its own rows of the patients table, and the plan that reads them."""
+    write_tables(c, HEADER, rows)
+    c.configure("data", 'source = "csv:patients.csv"')
+    c.configure("task", 'label_column = "outcome"\nclasses = ["no", "yes"]')
+    c.configure("features", COLUMNS)
+
+
 def test_three_hospitals_agree_on_the_statistics_and_predict_alike(consortium):
     c = consortium(nodes=3, rounds=3, topology="ring", round_timeout=10.0)
-    header = ["patient_id", "age", "bmi", "sex", "smoker", "outcome"]
-    write_tables(c, header, patients())
+    own_tables(c, patients())
     # hospital-2 calls its age column otherwise: data.columns maps it to the plan's name
     table = c.folder / "hospital-2" / "patients.csv"
     table.write_text(table.read_text().replace("patient_id,age,", "patient_id,Age (years),", 1))
-    c.configure("data", 'source = "csv:patients.csv"')
     c.configure("data", 'columns = { "Age (years)" = "age" }', "hospital-2")
-    c.configure("task", 'label_column = "outcome"\nclasses = ["no", "yes"]')
-    c.configure("features", COLUMNS)
     c.start()
     assert c.wait() == {name: 0 for name in c.names}
     for name in c.names:
@@ -102,11 +109,7 @@ def test_three_hospitals_agree_on_the_statistics_and_predict_alike(consortium):
 
 def test_members_whose_plans_differ_say_which_key_at_both_ends(consortium):
     c = consortium(nodes=4, rounds=2, topology="complete", round_timeout=5.0)
-    header = ["patient_id", "age", "bmi", "sex", "smoker", "outcome"]
-    write_tables(c, header, patients(120))
-    c.configure("data", 'source = "csv:patients.csv"')
-    c.configure("task", 'label_column = "outcome"\nclasses = ["no", "yes"]')
-    c.configure("features", COLUMNS)
+    own_tables(c, patients(120))
     c.configure("gossip", "start_timeout = 6.0")
     c.configure("task", 'classes = ["yes", "no"]', "hospital-2")  # class order
     swapped = COLUMNS.replace('{ name = "age" }, { name = "bmi" }', '{ name = "bmi" }, { name = "age" }')

@@ -155,3 +155,24 @@ def source_options(spec: str, settings: object) -> dict[str, str]:
 def usages() -> str:
     """'breast_cancer, csv:PATH, ...' for help texts."""
     return ", ".join(source.usage for source in SOURCES)
+
+
+FILE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}  # a bare path's source
+
+
+def table_rows(data: str, base: Path) -> RawRows:
+    """The raw rows of a table: `csv:PATH`, `parquet:PATH` (any source that reads rows), or a
+    bare PATH ending .csv / .parquet; a relative path is taken against `base`."""
+    name, colon, _ = data.partition(":")
+    if not colon or name not in SOURCES:
+        kind = FILE_SUFFIXES.get(Path(data).suffix.lower())
+        if kind is None:
+            raise LearningSettingError(f"{data}: name the table as csv:PATH or parquet:PATH (or a "
+                                       f"file ending {', '.join(FILE_SUFFIXES)})")
+        data = f"{kind}:{data}"
+    spec = resolve_spec(data, base)
+    source, argument = source_of(spec)
+    if source.read is None:
+        raise LearningSettingError(f"{data}: a {source.name} source has no table of rows "
+                                   "(give a csv or parquet file)")
+    return source.read(Request(spec, argument))
