@@ -157,6 +157,14 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("file", type=Path)
     v.set_defaults(func=_cmd_inspect)
 
+    st = sub.add_parser("status", help="this node's round and state, each member's last round heard, "
+                        "updates refused, epsilon, latest validation figures")
+    st.add_argument("--config", type=Path, required=True, help="node.toml of the node")
+    st.add_argument("--json", action="store_true", help="print one JSON object")
+    st.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
+                    help="refresh every SECONDS (default 2) until Ctrl-C")
+    st.set_defaults(func=_cmd_status)
+
     au = sub.add_parser("audit", help="the node's audit log: `p2pfl audit verify STATE_DIR` checks its chain")
     audit_sub = au.add_subparsers(dest="audit_command", required=True)
     av = audit_sub.add_parser("verify", help="check every line of STATE_DIR/audit.jsonl; names the first "
@@ -368,6 +376,15 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     report = inspect(args.file)
     print(report.text)
     return EXIT_OK if report.valid else EXIT_INVALID
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from p2pfl.settings.load import node_settings
+    from p2pfl.status_view import show
+
+    if args.watch is not None and not (math.isfinite(args.watch) and args.watch > 0):
+        raise UserError(f"--watch must be a positive number of seconds, got {args.watch}")
+    return show(node_settings(args.config), args.json, args.watch)
 
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from p2pfl.errors import BAD_INPUT, EXIT_NO_QUORUM, EXIT_OK, InUseError, StateWr
 from p2pfl.evaluation.metrics import training_metrics
 from p2pfl.learning.privacy import dp_train_steps
 from p2pfl.learning.trainer import probabilities, train_steps
-from p2pfl.net import checkpoint, quorum, snapshots, transfer
+from p2pfl.net import admin, checkpoint, quorum, snapshots, transfer
 from p2pfl.net.assembly import Parts, assemble, load_files
 from p2pfl.net.audit import AuditLog
 from p2pfl.net.eventlog import EventLog
@@ -36,6 +36,7 @@ from p2pfl.net.host import (
     PROTOCOL,
     REPORT_PROTOCOL,
     STATS_PROTOCOL,
+    STATUS_PROTOCOL,
     make_host,
     multiaddrs,
     peer_id,
@@ -44,6 +45,8 @@ from p2pfl.net.host import (
 from p2pfl.net.preprocessing import StatisticsExchange
 from p2pfl.net.prometheus import NodeMetrics
 from p2pfl.net.reports import REPORT_FILE, ReportExchange, best_round_of, consortium_report, own_report
+from p2pfl.net.status import NodeStatus
+from p2pfl.net.status_gossip import StatusGossip
 from p2pfl.protocol import hello
 from p2pfl.protocol.codec import decode, encode
 from p2pfl.protocol.consortium import check_consortium, differences
@@ -59,6 +62,7 @@ from p2pfl.protocol.rounds import (
     Send,
     Train,
 )
+from p2pfl.protocol.status_line import State
 from p2pfl.settings.node import NodeSettings
 
 RETRY_PAUSE = 0.5  # seconds between delivery attempts to a peer that is not reachable yet
@@ -95,11 +99,16 @@ class Node:
         self.hellos: dict[str, int] = {}  # inbound hellos in progress, per peer
         self.pulls: dict[str, int] = {}  # inbound statistics pulls in progress, per peer
         self.report_streams: dict[str, int] = {}  # inbound site reports in progress, per peer
+        self.status_streams: dict[str, int] = {}  # inbound status pushes in progress, per peer
         self.reports = ReportExchange(self.key, self.consortium.id, self.index, self.members,
                                       self.names, log, self.timeouts)
         self.finished = False  # every round done (not stopped by a signal or an error)
         self.prometheus = NodeMetrics(self._peers_connected) if self.settings.node.metrics_listen else None
         self.audit = AuditLog(self.state_dir)  # every update sent, accepted or refused; start, stop
+        rounds = self.settings.training.rounds
+        self.status = NodeStatus(self.settings.node.name, [self.names[p] for p in self.members], rounds)
+        self.status_gossip = StatusGossip(self.key, self.consortium.id, self.index, self.members,
+                                          self.names, rounds, self.status, log, self.timeouts)
         self.exchange = (StatisticsExchange(self.key, self.consortium.id, self.index, self.members,
                                             self.names, learner.table.statistics, log, self.timeouts)
                          if learner.agree else None)
@@ -125,7 +134,8 @@ class Node:
     @classmethod
     def from_settings(cls, settings: NodeSettings) -> Node:
         """Load the key (passphrase from the named environment variable) and the roster, and build."""
-        return cls.build(settings, *load_files(settings), EventLog(settings.node.name))
+        log = EventLog(settings.node.name, fmt=settings.node.log_format)
+        return cls.build(settings, *load_files(settings), log)
 
     # -- main loop ------------------------------------------------------------------------
 
@@ -147,6 +157,7 @@ class Node:
         self.host.set_stream_handler(TProtocol(PROTOCOL), self._on_stream)
         self.host.set_stream_handler(TProtocol(HELLO_PROTOCOL), self._on_hello)
         self.host.set_stream_handler(TProtocol(REPORT_PROTOCOL), self._on_report)
+        self.host.set_stream_handler(TProtocol(STATUS_PROTOCOL), self._on_status)
         if self.exchange is not None:
             self.host.set_stream_handler(TProtocol(STATS_PROTOCOL), self._on_statistics)
         listen = multiaddrs([self.settings.node.listen])
@@ -172,6 +183,8 @@ class Node:
             self.nursery = nursery
             self.log.info("listening", addrs=",".join(str(a) for a in self.host.get_addrs()))
             nursery.start_soon(self._watch_signals)
+            await nursery.start(self._serve_admin)
+            self.status_gossip.start(nursery, self._opener(STATUS_PROTOCOL))
             await self._start_quorum()
             if self.exchange is not None and not self.done.is_set():
                 await self._agree_statistics()
@@ -186,6 +199,7 @@ class Node:
                 with trio.CancelScope() as scope:
                     nursery.start_soon(_cancel_on_stop, self.stopping, scope)
                     await self._end_of_training()
+            self._set_state(State.DONE if self.finished else State.STOPPED)
             nursery.cancel_scope.cancel()
             with trio.move_on_after(STOP_GRACE):
                 await transfer.quietly(self.host.close())
@@ -200,6 +214,7 @@ class Node:
         need = quorum.needed(g.min_peers, peers)
         if self.machine.round > 0 or need == 0:
             return
+        self._set_state(State.WAITING_FOR_PEERS)
         reached = False
         with trio.CancelScope() as scope:
             self.nursery.start_soon(_cancel_when, self.done, scope)
@@ -238,16 +253,12 @@ class Node:
         node's rows with their pooled statistics (the same at every member, bit for bit)."""
         rounds = 1 if not self.topology.time_varying else min(self.settings.training.rounds, 64)
         peers = sorted({p for r in range(rounds) for p in self.machine.in_peers(r)})  # connected
-
-        async def open_stream(peer: str):
-            pid = await self._connect(peer)
-            with trio.fail_after(self.timeouts.connect):
-                return await self.host.new_stream(pid, [STATS_PROTOCOL])
-
+        self._set_state(State.AGREEING_STATISTICS)
         agreed = None
         with trio.CancelScope() as scope:
             self.nursery.start_soon(_cancel_when, self.done, scope)
-            agreed = await self.exchange.agree(peers, open_stream, self.settings.gossip.start_timeout)
+            agreed = await self.exchange.agree(peers, self._opener(STATS_PROTOCOL),
+                                               self.settings.gossip.start_timeout)
         if agreed is None:
             if not self.stopping.is_set() and not scope.cancelled_caught:
                 self._stop(EXIT_NO_QUORUM)
@@ -274,13 +285,7 @@ class Node:
         """Send this site's report to every member, collect theirs, write consortium_report.json
         and, when the plan selects one, the best round's model (best.pt)."""
         own = await trio.to_thread.run_sync(self._own_report)
-
-        async def open_stream(peer: str):
-            pid = await self._connect(peer)
-            with trio.fail_after(self.timeouts.connect):
-                return await self.host.new_stream(pid, [REPORT_PROTOCOL])
-
-        await self.reports.exchange(own, open_stream, self.settings.gossip.report_timeout)
+        await self.reports.exchange(own, self._opener(REPORT_PROTOCOL), self.settings.gossip.report_timeout)
         await trio.to_thread.run_sync(self._write_reports)
         reported = [self.names[self.members[i]] for i in sorted(self.reports.reports)]
         self._audit("site_reports", reported=reported)
@@ -306,6 +311,50 @@ class Node:
             self.log.error("state_write_failed", error=str(exc), effect="no consortium report")
         self.log.info("consortium_report", sites=sum(s["status"] == "reported" for s in report["sites"]),
                       members=len(self.members), file=REPORT_FILE)
+
+    async def _serve_admin(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """The admin endpoint `p2pfl status` asks (p2pfl.net.admin); a node that cannot open it
+        runs on without it (status then reads the state folder)."""
+        try:
+            await admin.serve(self.state_dir, self.status.snapshot, task_status=task_status)
+        except OSError as exc:
+            self.log.warn("admin_endpoint_off", path=str(admin.socket_path(self.state_dir)),
+                          reason=exc.strerror or str(exc), effect="p2pfl status reads the state folder")
+            task_status.started()
+
+    def _set_state(self, state: State) -> None:
+        """This node's state changed: keep it for `p2pfl status` and tell the members."""
+        if state == self.status.state and self.machine.round == self.status.round:
+            return
+        self.status.set(state, self.machine.round)
+        self.status_gossip.say(self.machine.round, state, self._neighbours())
+
+    def _neighbours(self) -> list[str]:
+        """The members this node exchanges with in its current round (in or out)."""
+        r = min(self.machine.round, max(0, self.settings.training.rounds - 1))
+        return sorted(set(self.machine.in_peers(r)) | set(self.machine.out_peers(r)))
+
+    async def _on_status(self, stream) -> None:
+        """Keep a member's pushed status lines and pass the new ones on (p2pfl.net.status_gossip)."""
+        peer = await self._admitted(stream, self.status_streams, quorum.MAX_HELLOS, "status push")
+        if peer is None:
+            return
+        try:
+            new = await self.status_gossip.answer(stream, peer)
+        except Exception as exc:  # noqa: BLE001 - a bad push: one line, reset, go on
+            await self._transfer_failed(stream, peer, exc)
+            return
+        finally:
+            self.status_streams[peer] -= 1
+        self.status_gossip.spread(new, self._neighbours(), came_from=peer)
+
+    def _opener(self, protocol: str):
+        """A function that opens a stream of `protocol` to a member, connecting first."""
+        async def open_stream(peer: str):
+            pid = await self._connect(peer)
+            with trio.fail_after(self.timeouts.connect):
+                return await self.host.new_stream(pid, [protocol])
+        return open_stream
 
     async def _on_report(self, stream) -> None:
         """Keep a member's site report (p2pfl.net.reports)."""
@@ -379,6 +428,7 @@ class Node:
             elif isinstance(action, Done):
                 self.finished = True
                 self.log.info("done", round=action.round)
+                self._set_state(State.REPORTING)
                 self.done.set()
             elif isinstance(action, Reject):
                 fields = dict(sender=self.names.get(action.sender, action.sender), round=action.round,
@@ -396,6 +446,7 @@ class Node:
 
     async def _train(self, action: Train) -> None:
         start = time.monotonic()
+        self._set_state(State.TRAINING)
         async with self.model_lock:
             steps = self.plan.round(action.round)
             batches = [s.index[self.data.plan_row] for s in steps]
@@ -438,6 +489,7 @@ class Node:
                           metrics={"train_loss": loss}, encoding=encoding, consortium=self.consortium)
 
         data = await trio.to_thread.run_sync(build)
+        self._set_state(State.EXCHANGING)
         self._wired(action.round).set()
         for peer in action.peers:
             self.nursery.start_soon(self._send_one, peer, action.round, data)
@@ -524,11 +576,8 @@ class Node:
                 return
             self._count(round, "bytes_in", len(payload))
             code, reason, actions = await self._check(peer, round, payload)
-            if self.prometheus is not None:
-                self.prometheus.update(code.name.lower(), reason)
             digest = await trio.to_thread.run_sync(_digest, payload)
-            self._audit(f"update_{code.name.lower()}", round=round, peer=self.names[peer], digest=digest,
-                        reason=reason)
+            self._verdict(code.name.lower(), peer, round, reason, digest=digest)
         finally:
             self.receiving[peer] -= 1
         try:
@@ -583,10 +632,19 @@ class Node:
         """`_refuse`, counted for Prometheus."""
         why = self._refuse(peer, round)
         if why is not None:
-            if self.prometheus is not None:
-                self.prometheus.update("refused", why)
-            self._audit("update_refused", round=round, peer=self.names[peer], reason=why)
+            self._verdict("refused", peer, round, why)
         return why
+
+    def _verdict(self, result: str, peer: str, round: int, reason: str, **fields: object) -> None:
+        """A received update was accepted, refused, rejected or dropped: count it for
+        Prometheus, `p2pfl status` and the audit log."""
+        if self.prometheus is not None:
+            self.prometheus.update(result, reason)
+        if result == "accepted":
+            self.status.heard(self.names[peer], round, "update")
+        else:
+            self.status.refused(result, reason)
+        self._audit(f"update_{result}", round=round, peer=self.names[peer], reason=reason, **fields)
 
     def _audit(self, event: str, **fields: object) -> None:
         """One audit.jsonl line; a failed write stops the node like a failed checkpoint (exit 3)."""
@@ -653,6 +711,8 @@ class Node:
             for written in rows:
                 self.prometheus.row(written)
         row = rows[-1]
+        self.status.row(row)
+        self.status.round = self.machine.round
         if action.caught_up_from is not None:
             self.log.warn("rounds_skipped", first=action.caught_up_from, last=action.round - 1,
                           on_word_of=",".join(row["on_word_of"]), now_at=action.round)

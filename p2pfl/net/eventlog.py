@@ -1,7 +1,11 @@
-"""Structured logs: one line per event, `time level node event key=value ...`."""
+"""Structured logs: one line per event, `time level node=... event=... key=value ...`, or with
+`fmt="json"` (node.log_format) one JSON object per line with the same keys:
+`{"time": ..., "level": ..., "node": ..., "event": ..., <fields>}`."""
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 import time
 from collections import OrderedDict
@@ -31,8 +35,9 @@ class EventLog:
     monotonic seconds (injectable for tests)."""
 
     def __init__(self, node: str, stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, fmt: str = "text"):
         self.node = node
+        self.line = _json_line if fmt == "json" else _text_line
         self.stream = stream or sys.stderr
         self.clock = clock
         self._keys: OrderedDict[tuple[str, str], _Window] = OrderedDict()
@@ -96,10 +101,30 @@ class EventLog:
     def _write(self, level: str, event: str, fields: dict[str, object]) -> None:
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-        parts = [stamp, level, f"node={self.node}", f"event={event}"]
-        parts += [f"{k}={_fmt(v)}" for k, v in fields.items()]
-        self.stream.write(" ".join(parts) + "\n")
+        self.stream.write(self.line(stamp, level, self.node, event, fields) + "\n")
         self.stream.flush()
+
+
+def _text_line(stamp: str, level: str, node: str, event: str, fields: dict[str, object]) -> str:
+    parts = [stamp, level, f"node={node}", f"event={event}"]
+    return " ".join(parts + [f"{k}={_fmt(v)}" for k, v in fields.items()])
+
+
+def _json_line(stamp: str, level: str, node: str, event: str, fields: dict[str, object]) -> str:
+    entry = {"time": stamp, "level": level, "node": node, "event": event}
+    entry.update((k, _json_value(v)) for k, v in fields.items() if k not in entry)
+    return json.dumps(entry, ensure_ascii=True)
+
+
+def _json_value(value: object) -> object:
+    """A field as JSON has it: numbers, text, booleans and lists as they are, NaN as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return str(value)
 
 
 def _fmt(value: object) -> str:

@@ -44,6 +44,8 @@ class NodeSection:
                         "gossip, privacy): the same file at every member")
     metrics_listen: str = setting("", "serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9464 "
                                   "(\"\": off)", _metrics_listen)
+    log_format: str = setting("text", "log lines on stderr: text (time level node=... event=... "
+                              "key=value) or json (one object per line)", F.one_of("text", "json"))
 
 @dataclass
 class DataSection:
