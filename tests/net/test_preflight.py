@@ -60,11 +60,13 @@ def ring(tmp_path_factory):
     raw = read_toml(c.configs["hospital-1"])
     raw["node"]["roster"] = "roster-wrong-id.toml"  # type: ignore[index]
     (c.folder / "hospital-1" / "node-wrong-id.toml").write_text(dumps_document(raw))
-    c.start("hospital-2", "hospital-5")
-    for name in ("hospital-2", "hospital-5"):
-        c.wait_for(lambda n=name: "event=waiting_for_peers" in c.log(n), what=f"{name} to listen")
-    yield c
-    c.stop_all()
+    try:
+        c.start("hospital-2", "hospital-5")
+        for name in ("hospital-2", "hospital-5"):
+            c.wait_for(lambda n=name: "event=waiting_for_peers" in c.log(n), what=f"{name} to listen")
+        yield c
+    finally:
+        c.stop_all()
 
 
 @pytest.fixture(scope="module")
