@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("node", help="run this hospital's node daemon")
     n.add_argument("--config", type=Path, required=True, help="node.toml (see `p2pfl init`)")
+    n.add_argument("--check", action="store_true", help="check the set-up (config, key, roster, plan, "
+                   "data, neighbours) and exit: 0 all well, 2 a check failed; trains and writes nothing")
+    n.add_argument("--json", action="store_true", help="with --check: print one JSON object")
+    n.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="with --check: seconds for each neighbour's dial and hello (default 10)")
     n.set_defaults(func=_cmd_node)
 
     i = sub.add_parser("init", help="write commented node.toml and plan.toml templates")
@@ -234,10 +239,26 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def _cmd_node(args: argparse.Namespace) -> int:
+    if args.check:
+        return _check_node(args)
+    if args.json or args.timeout is not None:
+        raise UserError("--json and --timeout go with --check")
     from p2pfl.net.daemon import run_node
     from p2pfl.settings.load import node_settings
 
     return run_node(node_settings(args.config))
+
+
+def _check_node(args: argparse.Namespace) -> int:
+    """`p2pfl node --check`: the checklist of p2pfl.net.preflight; exit 2 if a check failed."""
+    from p2pfl.net import preflight
+
+    timeout = preflight.DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise UserError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    results = preflight.run_checks(args.config, timeout)
+    print(preflight.as_json(results) if args.json else preflight.text(results))
+    return preflight.exit_code(results)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:

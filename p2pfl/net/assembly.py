@@ -112,21 +112,23 @@ class Parts:
 
 def load_files(settings: NodeSettings) -> tuple[Ed25519PrivateKey, Roster]:
     """Load the key (passphrase from the named environment variable) and the roster."""
+    return load_node_key(settings), load_roster(settings.path(settings.node.roster))
+
+
+def load_node_key(settings: NodeSettings) -> Ed25519PrivateKey:
+    """node.key_file, decrypted with the passphrase in node.passphrase_env (if named)."""
     key_file = settings.path(settings.node.key_file)
-    key = load_key(key_file, passphrase_from_env(settings.node.passphrase_env, key_file))
-    roster = load_roster(settings.path(settings.node.roster))
-    return key, roster
+    return load_key(key_file, passphrase_from_env(settings.node.passphrase_env, key_file))
 
 
 def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster, log: EventLog) -> Parts:
     """Build and check every part of a node; UserError says which setting does not fit."""
-    identity = _identity(settings, key, roster)
+    identity = find_identity(settings, key, roster)
     g, t = settings.gossip, settings.training
     if t.threads:
         torch.set_num_threads(t.threads)
-    topology = build_topology(g.topology, len(identity.members), g.params, seed=g.seed,
-                              scheme=g.mixing)
-    learner, initial = _learner(settings, identity)
+    topology = node_topology(settings, len(identity.members))
+    learner, initial = build_learner(settings, node_table(settings, identity.index, len(identity.members)))
     state_dir = settings.path(settings.node.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_lock = StateLock(state_dir)  # one node per state folder, held until exit
@@ -134,8 +136,8 @@ def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster, log
     start = _restore(state_dir, learner, log)
     learner.fingerprint = fingerprint(learner.model)
     aggregator = parse_aggregator(g.aggregator)
-    _check_aggregator(settings, identity.index, topology, aggregator)
-    _check_privacy(settings, learner)
+    check_aggregator(settings, identity.index, topology, aggregator)
+    check_privacy(settings, learner)
     fmt = UpdateFormat.build(learner.specs, learner.fingerprint, parse_compression(g.compression),
                              aggregator, initial, identity.members, restarted=start > 0,
                              static=not topology.time_varying)
@@ -157,7 +159,8 @@ def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster, log
     return Parts(settings, identity, learner, gossip, state_dir, state_lock)
 
 
-def _identity(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster) -> Identity:
+def find_identity(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster) -> Identity:
+    """This key's place in the roster; UserError if it is not there under node.name."""
     self_id = peer_id_of(key)
     me = [i for i, m in enumerate(roster.members) if m.peer_id == self_id]
     if not me:
@@ -170,6 +173,12 @@ def _identity(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster) ->
                     {m.peer_id: m.name for m in roster.members})
 
 
+def node_topology(settings: NodeSettings, members: int) -> Topology:
+    """The plan's topology over `members` nodes (the same graph at every member)."""
+    g = settings.gossip
+    return build_topology(g.topology, members, g.params, seed=g.seed, scheme=g.mixing)
+
+
 def node_table(settings: NodeSettings, index: int, members: int) -> LocalTable:
     """This node's table, read and split (not yet preprocessed): member `index` of `members`."""
     d, task = settings.data, settings.task
@@ -178,11 +187,10 @@ def node_table(settings: NodeSettings, index: int, members: int) -> LocalTable:
                             task.seed, source_options(source, d), feature_schema(settings))
 
 
-def _learner(settings: NodeSettings, identity: Identity) -> tuple[Learner, torch.Tensor]:
-    """The local learner (fingerprint not yet taken) and the initial flat model, the same at
-    every member (same seed)."""
+def build_learner(settings: NodeSettings, table: LocalTable) -> tuple[Learner, torch.Tensor]:
+    """The local learner on `table` (fingerprint not yet taken) and the initial flat model, the
+    same at every member (same seed)."""
     t = settings.training
-    table = node_table(settings, identity.index, len(identity.members))
     data = table.prepare(table.statistics)  # the shapes; an own table's agreed statistics come later
     model = build_model(settings.model.kind, data.input_shape, data.n_classes,
                         tuple(settings.model.hidden), seed=t.seed)
@@ -216,7 +224,7 @@ def _restore(state_dir: Path, learner: Learner, log: EventLog) -> int:
     return restored.round
 
 
-def _check_aggregator(settings: NodeSettings, index: int, topology: Topology, aggregator: Aggregator) -> None:
+def check_aggregator(settings: NodeSettings, index: int, topology: Topology, aggregator: Aggregator) -> None:
     """A robust rule needs enough models every round: check the topology before starting."""
     need = aggregator.min_models()
     rounds = range(1) if not topology.time_varying else range(min(settings.training.rounds, 64))
@@ -227,7 +235,7 @@ def _check_aggregator(settings: NodeSettings, index: int, topology: Topology, ag
                         f"with topology {settings.gossip.topology}")
 
 
-def _check_privacy(settings: NodeSettings, learner: Learner) -> None:
+def check_privacy(settings: NodeSettings, learner: Learner) -> None:
     """Refuse a DP-SGD run whose planned rounds would spend more than privacy.max_epsilon."""
     privacy, rounds = settings.privacy, settings.training.rounds
     if privacy.noise > 0:

@@ -224,20 +224,8 @@ class Node:
 
     async def _greet(self, peer: str) -> str | None:
         """Say hello to `peer`: None if it answered with this consortium, else what differs."""
-        stream = None
-        try:
-            pid = await self._connect(peer)
-            with trio.fail_after(self.timeouts.connect):
-                stream = await self.host.new_stream(pid, [HELLO_PROTOCOL])
-            mine = self._hello(hello.Role.HELLO, peer)
-            await transfer.write_all(stream, hello.frame(mine), self.timeouts)
-            raw = await quorum.read_hello(stream, self.timeouts)
-            await stream.close()
-        except BaseException:
-            if stream is not None:
-                with trio.move_on_after(1):
-                    await transfer.quietly(stream.reset())
-            raise
+        pid = await self._connect(peer)
+        raw = await quorum.say_hello(self.host, pid, self._hello(hello.Role.HELLO, peer), self.timeouts)
         try:
             theirs = hello.parse(raw, sender=peer, recipient=self.self_id, role=hello.Role.REPLY)
         except InvalidMessage as exc:

@@ -18,6 +18,7 @@ import trio
 from p2pfl.errors import EXIT_NO_QUORUM
 from p2pfl.net import transfer
 from p2pfl.net.eventlog import EventLog
+from p2pfl.net.host import HELLO_PROTOCOL
 from p2pfl.protocol import hello
 
 RETRY = 1.0  # seconds between hellos to a peer that is not there yet (or not of this consortium)
@@ -37,6 +38,24 @@ async def read_hello(stream, timeouts: transfer.Timeouts) -> bytes:
     if size > hello.MAX_SIZE:
         raise transfer.TransferError(f"hello of {size} bytes exceeds the limit of {hello.MAX_SIZE}")
     return bytes(await transfer.read_exactly(stream, size, timeouts))
+
+
+async def say_hello(host, pid, mine: bytes, timeouts: transfer.Timeouts) -> bytes:
+    """Send the signed hello `mine` to the connected peer `pid` on a new hello stream and return
+    its raw reply (parse it with hello.parse); the stream is reset if anything fails."""
+    stream = None
+    try:
+        with trio.fail_after(timeouts.connect):
+            stream = await host.new_stream(pid, [HELLO_PROTOCOL])
+        await transfer.write_all(stream, hello.frame(mine), timeouts)
+        raw = await read_hello(stream, timeouts)
+        await stream.close()
+        return raw
+    except BaseException:
+        if stream is not None:
+            with trio.move_on_after(1):
+                await transfer.quietly(stream.reset())
+        raise
 
 
 async def gather(peers: list[str], need: int, greet: Callable[[str], Awaitable[str | None]],

@@ -63,6 +63,22 @@ class StateLock:
         self.release()
 
 
+def holder(state_dir: Path) -> str | None:
+    """The pid (text, or "unknown") of the node holding `state_dir`, None if none does. Creates
+    and writes nothing; the probe holds a shared lock for an instant only."""
+    try:
+        fd = os.open(Path(state_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # no lock file (or no folder): no node has run there since
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_pid(fd)
+    finally:
+        os.close(fd)  # closing releases the probe's own lock
+    return None
+
+
 def _read_pid(fd: int) -> str:
     with contextlib.suppress(OSError, ValueError):
         return str(int(os.pread(fd, 32, 0).decode().strip()))

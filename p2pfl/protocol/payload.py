@@ -38,10 +38,15 @@ class UpdateFormat:
         """The parts for a model of `specs` starting at `initial` (the same at every member);
         `restarted`: this node resumed from a checkpoint; `static`: the topology never changes."""
         session = None
+        check_compression(compression, aggregator, static)
         if compression.choco:
-            if not static or not aggregator.is_linear:
-                raise GossipSettingError(f"gossip.compression {compression} (CHOCO) needs a static topology "
-                                "and gossip.aggregator = \"mean\"")
             session = ChocoSession(compression, initial, members, restarted)
         validator = Validator(specs, fingerprint, compression, choco=session is not None)
         return cls(Encoder(compression, session), validator, Combiner(specs, aggregator, session), session)
+
+
+def check_compression(compression: Compression, aggregator: Aggregator, static: bool) -> None:
+    """GossipSettingError if `compression` cannot run with this aggregator and topology."""
+    if compression.choco and (not static or not aggregator.is_linear):
+        raise GossipSettingError(f"gossip.compression {compression} (CHOCO) needs a static topology "
+                                 "and gossip.aggregator = \"mean\"")
