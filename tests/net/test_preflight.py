@@ -147,7 +147,7 @@ def test_a_running_node_is_checked_without_dialling_its_neighbours(ring, checked
     assert code == 0, out
     [line] = lines_of(out, "network")
     assert line.startswith("[skip]") and f"(pid {ring.procs['hospital-2'].pid})" in line
-    assert "event=waiting_for_peers" in line and out.splitlines()[-1] == "no check failed; 1 skipped"
+    assert "p2pfl status" in line and out.splitlines()[-1] == "no check failed; 1 skipped"
 
 
 # -- items that fail before the network: no node runs ------------------------------------------
