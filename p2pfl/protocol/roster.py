@@ -21,6 +21,7 @@ from p2pfl.protocol.identity import InvalidPeerId, public_key_from_peer_id
 from p2pfl.protocol.multiaddr import InvalidMultiaddr, check_dialable_tcp
 
 MEMBER_KEYS = ("name", "peer_id", "addresses")
+VERSION_KEYS = ("version", "threshold", "effective_round", "previous", "signature")  # roster_chain
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -102,21 +103,28 @@ class Roster:
 
 
 def parse_roster(text: str, source: str = "roster") -> Roster:
-    """Validate roster TOML text; InvalidRoster names `source` and the member."""
+    """Validate roster TOML text; InvalidRoster names `source` and the member. The version
+    keys and signatures (p2pfl.protocol.roster_chain) are allowed and left out here."""
+    return parse_roster_document(text, source)[0]
+
+
+def parse_roster_document(text: str, source: str = "roster") -> tuple[Roster, dict[str, object]]:
+    """The roster and the file's other top-level keys (VERSION_KEYS only)."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidRoster(f"{source}: not valid TOML: {e}") from None
-    unknown = [k for k in data if k != "member"]
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
+        raise InvalidRoster(f"{source}: not valid TOML: {str(e)[:200]}") from None
+    unknown = [k for k in data if k != "member" and k not in VERSION_KEYS]
     if unknown:
         raise InvalidRoster(
-            f"{source}: unknown top-level key(s) {', '.join(unknown)} (expected [[member]])"
+            f"{source}: unknown top-level key(s) {', '.join(unknown)} (expected [[member]], "
+            f"{', '.join(VERSION_KEYS[:-1])}, [[signature]])"
         )
-    raw_members = data.get("member")
+    raw_members = data.pop("member", None)
     if not isinstance(raw_members, list):
         raise InvalidRoster(f"{source}: expected one or more [[member]] tables")
     members = [_member(raw, i, source) for i, raw in enumerate(raw_members)]
-    return Roster(members, source)
+    return Roster(members, source), data
 
 
 def _member(raw: object, i: int, source: str) -> Member:
@@ -166,21 +174,22 @@ def _check_fields(name: object, peer_id: object, addresses: object, where: str) 
         raise InvalidRoster(f"{where}: an address is listed twice")
 
 
-def roster_to_toml(roster: Roster) -> str:
-    """The TOML text of a roster, members in name order."""
-    lines = ["# p2pfl consortium roster: every member holds the same file.", ""]
+def roster_to_toml(roster: Roster, head: list[str] | None = None, tail: list[str] | None = None) -> str:
+    """The TOML text of a roster, members in name order, after the lines `head` (top-level
+    keys) and before `tail` (tables after the members)."""
+    lines = ["# p2pfl consortium roster: every member holds the same file.", "", *(head or [])]
     for m in roster:
         lines += [
             "[[member]]",
-            f"name = {_toml_string(m.name)}",
-            f"peer_id = {_toml_string(m.peer_id)}",
-            f"addresses = [{', '.join(_toml_string(a) for a in m.addresses)}]",
+            f"name = {toml_string(m.name)}",
+            f"peer_id = {toml_string(m.peer_id)}",
+            f"addresses = [{', '.join(toml_string(a) for a in m.addresses)}]",
             "",
         ]
-    return "\n".join(lines)
+    return "\n".join([*lines, *(tail or [])])
 
 
-def _toml_string(text: str) -> str:
+def toml_string(text: str) -> str:
     out = ['"']
     for c in text:
         if c in '"\\':
