@@ -32,6 +32,11 @@ Evidence that falls inside the buffer window as the node advances is dropped, no
 a member could fix its contribution to a future round in advance with an old model. Only right
 after a jump do the witnesses' updates become contributions of their rounds: they are current.
 
+Membership changes (p2pfl.protocol.roster_chain) are epochs: from its `start` round on, an
+epoch's members and topology give every neighbour set and mixing row (`schedule`). A node that
+is not a member of the epoch of its current round is done; one admitted mid-run begins at its
+epoch's start (`join_at`) with a model fetched from a neighbour.
+
 The machine never touches a socket, clock or file. The driver (the daemon, a test, a
 simulator) feeds it events through its methods and carries out the actions they return:
 `Train`, `Send`, `Aggregate` (then report the result with `aggregated`), `Checkpoint`, `Done`,
@@ -128,6 +133,23 @@ class Held:
 Action = Train | Send | Aggregate | Checkpoint | Done | Reject | Held
 
 
+@dataclass(frozen=True)
+class Epoch:
+    """The members (peer IDs in node-index order) and topology of rounds `start` onwards."""
+
+    start: int
+    members: tuple[str, ...]
+    topology: Topology
+
+    def __post_init__(self) -> None:
+        if self.topology.n != len(self.members):
+            raise ValueError(f"topology has {self.topology.n} nodes, the roster {len(self.members)}")
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {pid: i for i, pid in enumerate(self.members)}
+
+
 class Phase(enum.Enum):
     TRAINING = "training"
     COLLECTING = "collecting"
@@ -161,13 +183,9 @@ class RoundMachine:
             raise ValueError("a catch-up needs the word of at least 2 members")
         if self_id not in members:
             raise ValueError("this node is not in the roster")
-        if topology.n != len(members):
-            raise ValueError(f"topology has {topology.n} nodes, the roster {len(members)}")
         self.self_id = self_id
-        self.members = list(members)
-        self.index = {pid: i for i, pid in enumerate(self.members)}
-        self.me = self.index[self_id]
-        self.topology = topology
+        self.epochs = [Epoch(0, tuple(members), topology)]
+        self._indices = [self.epochs[0].index]
         self.specs = specs
         self.params = params
         self.round = start_round
@@ -184,9 +202,31 @@ class RoundMachine:
 
     # -- events ---------------------------------------------------------------------------
 
+    def schedule(self, epoch: Epoch) -> None:
+        """From `epoch.start` on (a later round than this node's, and than any epoch's so far),
+        train with its members and topology."""
+        if epoch.start <= max(self.round, self.epochs[-1].start):
+            raise ValueError(f"an epoch starting at round {epoch.start} is not in the future "
+                             f"(round {self.round}, last epoch from {self.epochs[-1].start})")
+        self.epochs.append(epoch)
+        self._indices.append(epoch.index)
+
+    def join_at(self, round: int, params: State) -> None:
+        """Begin at `round` with `params` (a member admitted mid-run, before `start`)."""
+        self.round, self.params = round, params
+
+    def epoch(self, round: int) -> Epoch:
+        """The epoch of `round`."""
+        return self.epochs[self._epoch_index(round)]
+
+    def member_of(self, round: int) -> bool:
+        """Whether this node is a member in `round`."""
+        return self.self_id in self._indices[self._epoch_index(round)]
+
     def start(self) -> list[Action]:
-        """First actions: train the current round (or report that all rounds are done)."""
-        if self.rounds is not None and self.round >= self.rounds:
+        """First actions: train the current round (or report that all rounds are done, or that
+        this node is no member from this round on)."""
+        if (self.rounds is not None and self.round >= self.rounds) or not self.member_of(self.round):
             self.phase = Phase.DONE
             return [Done(self.round)]
         self.phase = Phase.TRAINING
@@ -204,8 +244,8 @@ class RoundMachine:
     def update_received(self, update: ModelUpdate) -> list[Action]:
         """A decoded, signature-checked update arrived; validate it against roster and model."""
         sender, r = update.sender, update.round
-        if sender not in self.index:
-            return [Reject(sender, r, "sender is not a member of the roster")]
+        if sender not in self._indices[self._epoch_index(max(r, self.round))]:
+            return [Reject(sender, r, f"sender is not a member of the roster in round {max(r, self.round)}")]
         if sender == self.self_id:
             return [Reject(sender, r, "update claims to come from this node")]
         if r < self.round or (r == self.round and self.phase in (Phase.AGGREGATING, Phase.DONE)):
@@ -258,18 +298,30 @@ class RoundMachine:
     # -- neighbourhood of a round ---------------------------------------------------------
 
     def out_peers(self, round: int) -> list[str]:
-        """Peer IDs this node sends to in `round`."""
-        return [self.members[j] for j in self.topology.out_neighbors(self.me, round)]
+        """Peer IDs this node sends to in `round` (none in a round it is no member of)."""
+        e, me = self._me(round)
+        return [] if me is None else [e.members[j] for j in e.topology.out_neighbors(me, round)]
 
     def in_peers(self, round: int) -> list[str]:
         """Peer IDs this node receives from in `round`."""
-        return [self.members[j] for j in self.topology.in_neighbors(self.me, round)]
+        e, me = self._me(round)
+        return [] if me is None else [e.members[j] for j in e.topology.in_neighbors(me, round)]
 
-    def mixing_row(self, round: int) -> dict[int, float]:
-        """Node index -> weight this node gives it in `round` (itself included)."""
-        w = self.topology.mixing(round)
-        lo, hi = w.indptr[self.me], w.indptr[self.me + 1]
-        return {int(j): float(v) for j, v in zip(w.indices[lo:hi], w.data[lo:hi], strict=True)}
+    def mixing_row(self, round: int) -> dict[str, float]:
+        """Peer ID -> weight this node gives it in `round` (itself included)."""
+        e, me = self._me(round)
+        if me is None:
+            return {}
+        w = e.topology.mixing(round)
+        lo, hi = w.indptr[me], w.indptr[me + 1]
+        return {e.members[int(j)]: float(v) for j, v in zip(w.indices[lo:hi], w.data[lo:hi], strict=True)}
+
+    def _epoch_index(self, round: int) -> int:
+        return max(i for i, e in enumerate(self.epochs) if e.start <= round or i == 0)
+
+    def _me(self, round: int) -> tuple[Epoch, int | None]:
+        i = self._epoch_index(round)
+        return self.epochs[i], self._indices[i].get(self.self_id)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -288,7 +340,9 @@ class RoundMachine:
         if self.phase in (Phase.AGGREGATING, Phase.DONE) or len(self.claims) < self.quorum:
             return []
         target = sorted((r for r, _ in self.claims.values()), reverse=True)[self.quorum - 1]
-        witnesses = tuple(p for p in self.members if self.claims.get(p, (-1,))[0] >= target)
+        order = self._indices[self._epoch_index(self.round)]  # member order, then any later member
+        witnesses = tuple(sorted((p for p, (r, _) in self.claims.items() if r >= target),
+                                 key=lambda p: (order.get(p, len(order)), p)))
         self.jump = (target, witnesses)
         self.phase = Phase.AGGREGATING
         states = (self.params,) + tuple(self.claims[p][1] for p in witnesses)
@@ -304,7 +358,7 @@ class RoundMachine:
             return []
         row = self.mixing_row(self.round)
         senders = tuple(p for p in expected if p in arrived)
-        raw = [row.get(self.me, 0.0)] + [row.get(self.index[p], 0.0) for p in senders]
+        raw = [row.get(self.self_id, 0.0)] + [row.get(p, 0.0) for p in senders]
         weights = renormalised_row(raw)
         self.phase = Phase.AGGREGATING
         states = (self.own,) + tuple(arrived[p] for p in senders)
