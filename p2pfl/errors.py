@@ -10,6 +10,8 @@ Exit codes of every `p2pfl` command (documented in the README):
     5  a checked artefact is invalid (`p2pfl inspect`: bad signature or corrupt payload)
     6  peers did not come: the start quorum (gossip.min_peers) was not reached before
        gossip.start_timeout
+    7  the roster rotated this node's key (a newer roster version gives its name another peer
+       ID): start it again with the new key in node.key_file; it resumes from its checkpoint
   130  interrupted at the terminal
 
 Who raises what:
@@ -36,6 +38,7 @@ EXIT_STATE_WRITE = 3
 EXIT_IN_USE = 4
 EXIT_INVALID = 5
 EXIT_NO_QUORUM = 6
+EXIT_KEY_ROTATED = 7
 
 
 class UserError(Exception):

@@ -8,7 +8,7 @@ so a node that is built can run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -31,14 +31,15 @@ from p2pfl.learning.sources import resolve_spec, source_options
 from p2pfl.learning.trainer import OptimConfig, make_optimizer
 from p2pfl.net import checkpoint
 from p2pfl.net.eventlog import EventLog
-from p2pfl.net.shared_settings import shared_sections
+from p2pfl.net.membership import Era, Membership
 from p2pfl.net.state_lock import StateLock
 from p2pfl.protocol.checks import Spec
-from p2pfl.protocol.consortium import Consortium, consortium_of
+from p2pfl.protocol.consortium import Consortium
 from p2pfl.protocol.identity import Ed25519PrivateKey, peer_id_of
 from p2pfl.protocol.payload import UpdateFormat
 from p2pfl.protocol.roster import Roster
-from p2pfl.protocol.rounds import RoundMachine
+from p2pfl.protocol.roster_chain import RosterVersion
+from p2pfl.protocol.rounds import Epoch, RoundMachine
 from p2pfl.settings.node import NodeSettings, PrivacySection
 from p2pfl.settings.plan import feature_schema
 
@@ -96,6 +97,7 @@ class Gossip:
     plan: dict[str, object]  # the sections the consortium ID was derived from (the hello says them)
     machine: RoundMachine
     start_round: int
+    membership: Membership
 
 
 @dataclass
@@ -121,19 +123,27 @@ def load_node_key(settings: NodeSettings) -> Ed25519PrivateKey:
     return load_key(key_file, passphrase_from_env(settings.node.passphrase_env, key_file))
 
 
-def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster, log: EventLog) -> Parts:
-    """Build and check every part of a node; UserError says which setting does not fit."""
-    identity = find_identity(settings, key, roster)
+def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster | None, log: EventLog) -> Parts:
+    """Build and check every part of a node; UserError says which setting does not fit.
+    `roster` None: the roster versions of the configured file and the state folder
+    (p2pfl.net.membership); a Roster: that one only (version 1)."""
     g, t = settings.gossip, settings.training
     if t.threads:
         torch.set_num_threads(t.threads)
-    topology = node_topology(settings, len(identity.members))
-    learner, initial = build_learner(settings, node_table(settings, identity.index, len(identity.members)))
     state_dir = settings.path(settings.node.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_lock = StateLock(state_dir)  # one node per state folder, held until exit
     state_lock.acquire()
+    membership = (Membership.load(settings, state_dir) if roster is None
+                  else Membership(settings, state_dir, [RosterVersion(roster)]))
+    first = _first_era(settings, membership)
+    names = [m.name for m in first.version.roster.members]
+    learner, initial = build_learner(settings, node_table(settings, names.index(settings.node.name),
+                                                          len(names)))
     start = _restore(state_dir, learner, log)
+    era = membership.at(max(start, membership.eras[0].start))
+    identity = _identity_in(settings, key, era)
+    roster, topology = era.version.roster, era.topology
     learner.fingerprint = fingerprint(learner.model)
     aggregator = parse_aggregator(g.aggregator)
     check_aggregator(settings, identity.index, topology, aggregator)
@@ -141,17 +151,19 @@ def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster, log
     fmt = UpdateFormat.build(learner.specs, learner.fingerprint, parse_compression(g.compression),
                              aggregator, initial, identity.members, restarted=start > 0,
                              static=not topology.time_varying)
-    plan = shared_sections(settings, roster)
-    consortium = consortium_of(plan)
+    plan, consortium = era.plan, era.consortium
     # a catch-up needs the word of more members than the aggregator tolerates (rounds.py)
     machine = RoundMachine(identity.self_id, identity.members, topology, learner.specs,
                            learner.params(), start_round=start, rounds=t.rounds,
                            validate=fmt.validator.check, catch_up=fmt.choco is None,
                            quorum=max(2, aggregator.tolerates() + 1))
-    gossip = Gossip(topology, aggregator, fmt, consortium, plan, machine, start)
+    for later in membership.eras:
+        if later.start > era.start:
+            machine.schedule(Epoch(later.start, tuple(later.members), later.topology))
+    gossip = Gossip(topology, aggregator, fmt, consortium, plan, machine, start, membership)
     log.info("loaded", peer_id=identity.self_id, index=identity.index, members=len(identity.members),
              train_rows=len(learner.data.y_train), params=learner.n_params,
-             start_round=start, rounds=t.rounds, topology=g.topology,
+             start_round=start, rounds=t.rounds, topology=g.topology, roster_version=era.version.version,
              consortium=consortium.id.hex()[:16])
     _check_catch_up(identity.index, gossip, log)
     for reason in warnings_for(learner.data.y_val.numpy(), learner.data.n_classes):
@@ -171,6 +183,32 @@ def find_identity(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster
                         f"{roster.members[index].name!r}")
     return Identity(key, roster, self_id, index, [m.peer_id for m in roster.members],
                     {m.peer_id: m.name for m in roster.members})
+
+
+def _first_era(settings: NodeSettings, membership: Membership) -> Era:
+    """The first era naming this node: its share of a shared dataset is that era's."""
+    first = membership.first_with(settings.node.name)
+    if first is None:
+        held = ", ".join(str(e.version.version) for e in membership.eras)
+        raise UserError(f"node.name {settings.node.name!r} is not a member of the roster "
+                        f"(versions held: {held})")
+    return first
+
+
+def _identity_in(settings: NodeSettings, key: Ed25519PrivateKey, era: Era) -> Identity:
+    """`find_identity` in the era this node starts in, saying when a version removed or
+    rotated it."""
+    member = era.version.roster.by_name(settings.node.name)
+    version = era.version.version
+    if member is None:
+        raise UserError(f"{settings.node.name} was removed from the roster in version {version} "
+                        f"(from round {era.start}): this node takes no further part")
+    if member.peer_id != peer_id_of(key):
+        raise UserError(f"roster version {version} (from round {era.start}) gives {member.name} the peer ID "
+                        f"{member.peer_id}, not this key's {peer_id_of(key)}: start with the new key "
+                        "(node.key_file)")
+    identity = find_identity(settings, key, era.version.roster)
+    return replace(identity, names=era.names)
 
 
 def node_topology(settings: NodeSettings, members: int) -> Topology:

@@ -38,6 +38,8 @@ HELLO_PROTOCOL = "/p2pfl/hello/2.0.0"  # the start quorum (p2pfl.net.quorum)
 STATS_PROTOCOL = "/p2pfl/statistics/1.0.0"  # agreeing on the preprocessing (p2pfl.net.agreement)
 REPORT_PROTOCOL = "/p2pfl/report/1.0.0"  # site reports when training ends (p2pfl.net.reports)
 STATUS_PROTOCOL = "/p2pfl/status/1.0.0"  # status lines for `p2pfl status` (p2pfl.net.status_gossip)
+ROSTER_PROTOCOL = "/p2pfl/roster/1.0.0"  # signed roster versions (p2pfl.net.roster_gossip)
+MODEL_PROTOCOL = "/p2pfl/model/1.0.0"  # the current model for a member joining mid-run (p2pfl.net.joining)
 
 
 def key_pair(key: Ed25519PrivateKey) -> KeyPair:

@@ -35,15 +35,26 @@ class StatusGossip:
     def __init__(self, key: Ed25519PrivateKey, consortium_id: bytes, index: int, members: list[str],
                  names: dict[str, str], rounds: int, status: NodeStatus, log: EventLog,
                  timeouts: transfer.Timeouts):
-        self.key, self.consortium_id, self.index = key, consortium_id, index
-        self.members, self.names, self.rounds = members, names, rounds
+        self.key, self.names, self.rounds = key, names, rounds
         self.status, self.log, self.timeouts = status, log, timeouts
-        self.lines: dict[int, tuple[StatusLine, bytes]] = {}  # newest checked line per member
-        self.dirty: dict[str, set[int]] = {}  # per neighbour: members whose new line it lacks
+        self.eras: dict[bytes, list[str]] = {}  # consortium ID -> its members, in index order
+        self.set_era(consortium_id, index, members)
+        self.lines: dict[str, tuple[StatusLine, bytes]] = {}  # newest checked line per member
+        self.dirty: dict[str, set[str]] = {}  # per neighbour: members whose new line it lacks
         self.wake: dict[str, trio.Event] = {}  # per neighbour with a pusher: set when it lacks lines
         self.last_push_from: dict[str, float] = {}
         self.nursery: trio.Nursery | None = None
         self.open_stream: Callable[[str], Awaitable[object]] | None = None
+
+    def set_era(self, consortium_id: bytes, index: int, members: list[str]) -> None:
+        """Sign with this consortium ID and member index from now on; lines of every era set so
+        far are still read (members whose neighbours have not switched yet)."""
+        self.consortium_id, self.index, self.members = consortium_id, index, list(members)
+        self.eras[consortium_id] = list(members)
+
+    def know(self, consortium_id: bytes, members: list[str]) -> None:
+        """Read lines of this era too (one that starts later)."""
+        self.eras.setdefault(consortium_id, list(members))
 
     def start(self, nursery: trio.Nursery, open_stream: Callable[[str], Awaitable[object]]) -> None:
         """Push from now on, in `nursery`, over streams that `open_stream(peer)` opens."""
@@ -51,17 +62,18 @@ class StatusGossip:
 
     def say(self, round: int, state: State, neighbours: list[str]) -> None:
         """Sign this node's line (`round` rounds done, `state`) and push it to `neighbours`."""
+        me = self.members[self.index]
         line = StatusLine(self.index, round, state, int(time.time() * 1000))
-        self.lines[self.index] = (line, status_line.pack(self.key, self.consortium_id, line))
-        self.spread([self.index], neighbours)
+        self.lines[me] = (line, status_line.pack(self.key, self.consortium_id, line))
+        self.spread([me], neighbours)
 
-    def spread(self, origins: list[int], neighbours: list[str], came_from: str | None = None) -> None:
-        """Push the newest lines of `origins` to `neighbours`, except to `came_from` and to each
-        line's origin (before `start`, the lines are only held)."""
+    def spread(self, origins: list[str], neighbours: list[str], came_from: str | None = None) -> None:
+        """Push the newest lines of `origins` (peer IDs) to `neighbours`, except to `came_from`
+        and to each line's origin (before `start`, the lines are only held)."""
         if self.nursery is None:
             return
         for peer in neighbours:
-            fresh = {o for o in origins if self.members[o] != peer}
+            fresh = {o for o in origins if o != peer}
             if peer in (came_from, self.members[self.index]) or not fresh:
                 continue
             self.dirty.setdefault(peer, set()).update(fresh)
@@ -92,8 +104,8 @@ class StatusGossip:
                         await transfer.quietly(stream.reset())
             await trio.sleep(PUSH_EVERY)
 
-    async def answer(self, stream, peer: str) -> list[int]:
-        """Read one push from member `peer`; the members whose line was new here."""
+    async def answer(self, stream, peer: str) -> list[str]:
+        """Read one push from member `peer`; the members (peer IDs) whose line was new here."""
         now = time.monotonic()
         if now - self.last_push_from.get(peer, -MIN_GAP) < MIN_GAP:
             self.log.warn_limited("status_refused", peer, peer=self.names[peer],
@@ -103,7 +115,7 @@ class StatusGossip:
         self.last_push_from[peer] = now
         head = await transfer.read_exactly(stream, status_line.COUNT.size, self.timeouts)
         try:
-            count = status_line.bundle_count(head, len(self.members))
+            count = status_line.bundle_count(head, max(len(m) for m in self.eras.values()))
         except InvalidMessage as exc:
             self.log.warn_limited("status_rejected", peer, peer=self.names[peer], reason=str(exc))
             await transfer.quietly(stream.reset())
@@ -112,18 +124,22 @@ class StatusGossip:
         new = []
         for i in range(count):
             raw = data[i * status_line.LINE_SIZE : (i + 1) * status_line.LINE_SIZE]
+            cid = status_line.consortium_of(raw)
             try:
-                line = status_line.parse(raw, self.consortium_id, self.members, self.rounds)
+                members = self.eras.get(cid)
+                if members is None:
+                    raise InvalidMessage(f"status line of an unknown consortium {cid.hex()[:16]}")
+                line = status_line.parse(raw, cid, members, self.rounds)
             except InvalidMessage as exc:
                 self.log.warn_limited("status_rejected", peer, peer=self.names[peer], reason=str(exc))
                 continue
-            if line.origin != self.index and line.newer_than(self._held(line.origin)):
-                self.lines[line.origin] = (line, raw)
-                self.status.heard(self.names[self.members[line.origin]], line.round, "status line",
-                                  line.state)
-                new.append(line.origin)
+            origin = members[line.origin]
+            if origin != self.members[self.index] and line.newer_than(self._held(origin)):
+                self.lines[origin] = (line, raw)
+                self.status.heard(self.names.get(origin, origin), line.round, "status line", line.state)
+                new.append(origin)
         return new
 
-    def _held(self, origin: int) -> StatusLine | None:
+    def _held(self, origin: str) -> StatusLine | None:
         held = self.lines.get(origin)
         return held[0] if held else None

@@ -116,6 +116,11 @@ def parse(data: bytes, consortium_id: bytes, members: list[str], rounds: int) ->
     return StatusLine(origin, round, said, time_ms)
 
 
+def consortium_of(data: bytes) -> bytes:
+    """The consortium ID a line claims (unchecked: `parse` checks it), b"" if it is too short."""
+    return bytes(data[5:5 + DIGEST_SIZE]) if len(data) >= BODY.size else b""
+
+
 def pack_bundle(lines: list[bytes]) -> bytes:
     """The lines as one bundle: their count, then each of them."""
     if len(lines) > 0xFFFF:

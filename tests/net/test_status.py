@@ -162,13 +162,13 @@ async def test_a_relay_keeps_the_newest_checked_line_of_each_member_and_passes_i
     forged = bytearray(line(2, 9))
     forged[42] ^= 1
     push = sl.pack_bundle([line(0, 3), bytes(forged), line(1, 8)])  # member 0's, a forgery, its own
-    assert await middle.answer(Stream(push), MEMBERS[0]) == [0]
+    assert await middle.answer(Stream(push), MEMBERS[0]) == [MEMBERS[0]]
     assert "status_rejected" in out.getvalue() and "signature" in out.getvalue()
     assert middle.status.heard_from["hospital-1"].round == 3
     status_gossip.MIN_GAP = 0.0
     try:
         assert await middle.answer(Stream(sl.pack_bundle([line(0, 2)])), MEMBERS[2]) == []  # older
-        assert await middle.answer(Stream(sl.pack_bundle([line(0, 4)])), MEMBERS[2]) == [0]
+        assert await middle.answer(Stream(sl.pack_bundle([line(0, 4)])), MEMBERS[2]) == [MEMBERS[0]]
     finally:
         status_gossip.MIN_GAP = 0.05
     sent: dict[str, list[bytes]] = {}
@@ -180,7 +180,7 @@ async def test_a_relay_keeps_the_newest_checked_line_of_each_member_and_passes_i
 
     async with trio.open_nursery() as nursery:
         middle.start(nursery, open_stream)
-        middle.spread([0], MEMBERS, came_from=MEMBERS[2])  # not back to where it came from
+        middle.spread([MEMBERS[0]], MEMBERS, came_from=MEMBERS[2])  # not back to where it came from
         middle.say(5, State.EXCHANGING, MEMBERS)
         with trio.fail_after(5):
             while len(sent.get(MEMBERS[2], [])) < 1 or len(sent.get(MEMBERS[0], [])) < 1:

@@ -1,0 +1,177 @@
+"""The roster versions a node holds (p2pfl.protocol.roster_chain), stored in its state folder,
+and what each one means for the run: its members, topology and consortium ID (an era).
+
+At the first start the configured roster file is the trust anchor; it is copied to
+`STATE_DIR/rosters/v{N}.toml`. Every later version this node accepts (from a peer, or from the
+configured file edited in place) must follow the newest held one (`check_successor`), take
+effect after the round this node is at, and is stored there atomically before it is used. At
+a restart the stored chain is checked again from its first version, and the configured file is
+read as one more offer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from p2pfl.atomic import write_atomic
+from p2pfl.errors import StateWriteError, UserError
+from p2pfl.gossip.topology import Topology, build_topology
+from p2pfl.net.shared_settings import shared_sections
+from p2pfl.protocol.consortium import Consortium, consortium_of
+from p2pfl.protocol.roster import InvalidRoster
+from p2pfl.protocol.roster_chain import (
+    RosterVersion,
+    check_chain,
+    check_successor,
+    parse_version,
+    version_to_toml,
+)
+from p2pfl.settings.node import NodeSettings
+
+ROSTERS = "rosters"
+_STORED = re.compile(r"v([1-9][0-9]{0,8})\.toml")
+
+
+@dataclass(frozen=True)
+class Era:
+    """One roster version in effect: from `version.effective_round` (the first held version:
+    from the start) until the next one."""
+
+    version: RosterVersion
+    plan: dict[str, object]  # the shared sections: the hello says them
+    consortium: Consortium
+    topology: Topology
+
+    @property
+    def start(self) -> int:
+        return self.version.effective_round
+
+    @property
+    def members(self) -> list[str]:
+        return list(self.version.roster.peer_ids)
+
+    @property
+    def names(self) -> dict[str, str]:
+        return {m.peer_id: m.name for m in self.version.roster.members}
+
+
+class Membership:
+    """The eras of this node's run, oldest first."""
+
+    def __init__(self, settings: NodeSettings, state_dir: Path, chain: list[RosterVersion]):
+        self.settings, self.folder = settings, Path(state_dir) / ROSTERS
+        self.eras = [self._era(v) for v in chain]
+
+    @classmethod
+    def load(cls, settings: NodeSettings, state_dir: Path) -> Membership:
+        """The stored chain (checked) and the configured roster file; UserError names the file."""
+        path = settings.path(settings.node.roster)
+        configured = read_version(path)
+        folder = Path(state_dir) / ROSTERS
+        chain = [read_version(p) for p in stored_versions(folder)]
+        if not chain:
+            chain = [configured]
+        try:
+            check_chain(chain, str(folder))
+        except InvalidRoster as exc:
+            raise UserError(str(exc)) from None
+        held = {v.version: v for v in chain}
+        if configured.version in held and held[configured.version].content() != configured.content():
+            raise UserError(f"{path}: version {configured.version} differs from the version "
+                            f"{configured.version} this node holds ({folder}/v{configured.version}.toml)")
+        membership = cls(settings, state_dir, chain)
+        if configured.version > chain[-1].version:
+            reason = membership.refusal(configured, current_round=-1, where=str(path))
+            if reason is not None:
+                raise UserError(reason)
+        for era in membership.eras:
+            membership.store(era.version)
+        if configured.version > chain[-1].version:
+            membership.accept(configured)
+        return membership
+
+    # -- what the node asks -------------------------------------------------------------
+
+    @property
+    def head(self) -> RosterVersion:
+        return self.eras[-1].version
+
+    def at(self, round: int) -> Era:
+        """The era of `round` (the first one for rounds before any effective round)."""
+        return max((e for e in self.eras if e.start <= round), key=lambda e: e.start, default=self.eras[0])
+
+    def first_with(self, name: str) -> Era | None:
+        """The first era naming `name` (its data is that era's share of a shared dataset)."""
+        return next((e for e in self.eras if e.version.roster.by_name(name) is not None), None)
+
+    def all_names(self) -> dict[str, str]:
+        """Peer ID -> member name over every era (for logs about any member, past or coming)."""
+        names: dict[str, str] = {}
+        for era in self.eras:
+            names.update(era.names)
+        return names
+
+    def refusal(self, version: RosterVersion, current_round: int, where: str = "roster") -> str | None:
+        """Why `version` cannot be accepted now (None: it can). A version already held is not
+        refused here: see `holds`."""
+        try:
+            check_successor(self.head, version, where)
+        except InvalidRoster as exc:
+            return str(exc)
+        if version.effective_round <= current_round:
+            return (f"{where}: version {version.version} takes effect at round {version.effective_round}, "
+                    f"but this node is at round {current_round}: propose it again with a later round")
+        return None
+
+    def holds(self, version: RosterVersion) -> bool:
+        """Whether this exact version is held already."""
+        return any(e.version.version == version.version and e.version.content() == version.content()
+                   for e in self.eras)
+
+    def accept(self, version: RosterVersion) -> Era:
+        """Store `version` (checked by `refusal`) and add its era; StateWriteError if the write fails."""
+        self.store(version)
+        era = self._era(version)
+        self.eras.append(era)
+        return era
+
+    def store(self, version: RosterVersion) -> None:
+        path = self.folder / f"v{version.version}.toml"
+        if path.exists():
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, version_to_toml(version))
+        except OSError as exc:
+            raise StateWriteError(f"{path}: cannot store roster version {version.version}: "
+                                  f"{exc.strerror or exc}") from None
+
+    def _era(self, version: RosterVersion) -> Era:
+        g = self.settings.gossip
+        plan = shared_sections(self.settings, version.roster, version.version)
+        topology = build_topology(g.topology, len(version.roster), g.params, seed=g.seed, scheme=g.mixing)
+        return Era(version, plan, consortium_of(plan), topology)
+
+
+def read_version(path: Path) -> RosterVersion:
+    """A roster file as a version; UserError naming the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"roster file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read roster file {path}: {exc}") from None
+    try:
+        return parse_version(text, str(path))
+    except InvalidRoster as exc:
+        raise UserError(str(exc)) from None
+
+
+def stored_versions(folder: Path) -> list[Path]:
+    """`v{N}.toml` files of `folder`, by N (none if it does not exist)."""
+    if not Path(folder).is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in Path(folder).iterdir() if (m := _STORED.fullmatch(p.name))]
+    return [p for _, p in sorted(found)]
