@@ -79,15 +79,14 @@ def sign(path: Path, key: Path, passphrase_env: str | None = None, previous: Pat
         with _refused():
             rc.check_follows(before, version, str(path))
     signed = version.signed(signer)
-    if before is not None:
-        tally = _tally(before, signed, path)  # refuses the file if another signature is bad
+    # with --previous: what it changes and the count, found before writing (a bad signature refuses)
+    report = [*changes(before, signed), _tally(before, signed, path)] if before is not None else [
+        f"signatures: {', '.join(_name(p, signed) for p in signed.signers())} "
+        "(give --previous to check them and count what is needed)"]
     _write(path, signed, overwrite=True)
     name = _name(peer_id_of(signer), before or signed)
-    lines = [f"signed {path} (roster version {signed.version}, digest {signed.digest()[:16]}) as {name}"]
-    if before is None:
-        who = ", ".join(_name(p, signed) for p in signed.signers())
-        return [*lines, f"signatures: {who} (give --previous to check them and count what is needed)"]
-    return [*lines, *changes(before, signed), tally]
+    return [f"signed {path} (roster version {signed.version}, digest {signed.digest()[:16]}) as {name}",
+            *report]
 
 
 def merge(paths: list[Path], out: Path) -> list[str]:
