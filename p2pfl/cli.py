@@ -177,6 +177,8 @@ def _parser() -> argparse.ArgumentParser:
     av.add_argument("state_dir", type=Path, metavar="STATE_DIR", help="the node's state folder (or the file)")
     av.set_defaults(func=_cmd_audit_verify)
 
+    _add_roster_commands(sub)
+
     d = sub.add_parser("demo", help="run a consortium of real node processes on this machine",
                        formatter_class=_HelpFormatter)
     d.add_argument("--nodes", type=int, default=4)
@@ -194,6 +196,57 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print the per-hospital figures as JSON")
     d.set_defaults(func=_cmd_demo)
     return p
+
+
+def _add_roster_commands(sub: argparse._SubParsersAction) -> None:
+    ro = sub.add_parser("roster", help="change the consortium: propose, sign, merge and verify signed "
+                        "roster versions")
+    roster_sub = ro.add_subparsers(dest="roster_command", required=True)
+    pp = roster_sub.add_parser("propose", help="write version n+1 of the roster with one change "
+                               "(unsigned, or signed with --key); prints its digest and who must sign")
+    pp.add_argument("--roster", type=Path, required=True, help="the current version (roster.toml)")
+    pp.add_argument("--effective-round", type=int, required=True, metavar="N",
+                    help="the first round with the new members; a few rounds ahead (a version that "
+                    "arrives after it is refused)")
+    pp.add_argument("--threshold", type=int, metavar="T", help="signatures of the new version's members "
+                    "that the version after it needs (0: a majority; default: as now)")
+    pp.add_argument("--out", type=Path, required=True, help="the proposal file (not overwritten)")
+    change = pp.add_mutually_exclusive_group(required=True)
+    change.add_argument("--add", nargs="+", metavar=("NAME PEER_ID ADDR", "ADDR"), help="a new member")
+    change.add_argument("--remove", nargs=1, metavar="NAME", help="a member leaves")
+    change.add_argument("--rotate", nargs=2, metavar=("NAME", "NEW_PEER_ID"),
+                        help="a member's new key (a stolen or lost one)")
+    change.add_argument("--address", nargs="+", metavar=("NAME ADDR", "ADDR"),
+                        help="a member's new addresses")
+    _add_key_flags(pp, required=False, what="sign the proposal too")
+    pp.set_defaults(func=_cmd_roster_propose)
+
+    sg = roster_sub.add_parser("sign", help="add this key's signature to a proposal, in place")
+    sg.add_argument("file", type=Path, help="the proposal (version n+1)")
+    _add_key_flags(sg, required=True, what="a member's key file")
+    sg.add_argument("--previous", type=Path, metavar="ROSTER", help="the version it follows (roster.toml): "
+                    "refuse a key that is not its member or a file that does not follow it; count signatures")
+    sg.set_defaults(func=_cmd_roster_sign)
+
+    mg = roster_sub.add_parser("merge", help="one file with every signature of several signed copies of "
+                               "the same proposal")
+    mg.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    mg.add_argument("--out", type=Path, required=True, help="the merged file (not overwritten unless one "
+                    "of the FILEs)")
+    mg.set_defaults(func=_cmd_roster_merge)
+
+    vf = roster_sub.add_parser("verify", help="check a chain of versions: each signed by enough members of "
+                               "the one before (the first is trusted as given)")
+    vf.add_argument("files", type=Path, nargs="*", metavar="FILE", help="the versions, oldest first")
+    vf.add_argument("--config", type=Path, help="instead: the chain a node holds (node.roster, then "
+                    "STATE_DIR/rosters/v{N}.toml)")
+    vf.set_defaults(func=_cmd_roster_verify)
+
+
+def _add_key_flags(parser: argparse.ArgumentParser, required: bool, what: str) -> None:
+    parser.add_argument("--key", type=Path, required=required, help=what)
+    parser.add_argument("--passphrase-env", metavar="VAR",
+                        help="decrypt the key with the passphrase held in environment variable VAR")
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, schema: type) -> None:
@@ -417,6 +470,41 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         print(f"{path}:{result.first_bad}: {result.reason}")
         return EXIT_INVALID
     print(f"{path}: {result.lines} lines, chain intact (last hash {result.last_hash})")
+    return EXIT_OK
+
+
+def _cmd_roster_propose(args: argparse.Namespace) -> int:
+    from p2pfl.roster_commands import CHANGES, Change, propose
+
+    kind = next(k for k in CHANGES if getattr(args, k) is not None)
+    if args.passphrase_env and args.key is None:
+        raise UserError("--passphrase-env goes with --key")
+    lines = propose(args.roster, Change(kind, tuple(getattr(args, kind))), args.effective_round, args.out,
+                    args.threshold, args.key, args.passphrase_env)
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def _cmd_roster_sign(args: argparse.Namespace) -> int:
+    from p2pfl.roster_commands import sign
+
+    print("\n".join(sign(args.file, args.key, args.passphrase_env, args.previous)))
+    return EXIT_OK
+
+
+def _cmd_roster_merge(args: argparse.Namespace) -> int:
+    from p2pfl.roster_commands import merge
+
+    print("\n".join(merge(args.files, args.out)))
+    return EXIT_OK
+
+
+def _cmd_roster_verify(args: argparse.Namespace) -> int:
+    from p2pfl.roster_commands import node_chain, verify, verify_versions
+
+    if bool(args.files) == bool(args.config):
+        raise UserError("roster verify takes the roster files FILE... or --config node.toml (one of the two)")
+    print("\n".join(verify_versions(node_chain(args.config)) if args.config else verify(args.files)))
     return EXIT_OK
 
 

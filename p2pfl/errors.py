@@ -4,7 +4,8 @@ Exit codes of every `p2pfl` command (documented in the README):
 
     0  done (or stopped by SIGINT/SIGTERM with the last checkpoint kept)
     2  bad input: config, plan, roster, key, data file, command-line flag; also
-       `p2pfl node --check` when a check failed (a set-up to fix, like bad input)
+       `p2pfl node --check` when a check failed (a set-up to fix, like bad input), and
+       `p2pfl roster verify` when a version does not follow the one before
     3  the node could not write its state (disk full, I/O error); the last good checkpoint is kept
     4  already running: the state folder is locked by another node, or the listen address is in use
     5  a checked artefact is invalid (`p2pfl inspect`: bad signature or corrupt payload)

@@ -107,6 +107,17 @@ class RosterVersion:
 def check_successor(current: RosterVersion, new: RosterVersion, where: str = "roster") -> None:
     """That `new` may follow `current`: the next number, based on it, later, and signed by at
     least `current.needed()` of its members (and by no one else). InvalidRoster, one line."""
+    check_follows(current, new, where)
+    valid = valid_signers(current, new, where)
+    if len(valid) < current.needed():
+        who = ", ".join(valid) or "no member"
+        raise InvalidRoster(f"{where}: version {new.version} is signed by {len(valid)} of version "
+                            f"{current.version}'s {len(current.roster)} members ({who}); it needs "
+                            f"{current.needed()}")
+
+
+def check_follows(current: RosterVersion, new: RosterVersion, where: str = "roster") -> None:
+    """`check_successor` without the signatures: the next number, based on `current`, later."""
     new.check(where)
     if new.version != current.version + 1:
         raise InvalidRoster(f"{where}: version {new.version} does not follow version {current.version} "
@@ -118,27 +129,38 @@ def check_successor(current: RosterVersion, new: RosterVersion, where: str = "ro
     if new.effective_round <= current.effective_round:
         raise InvalidRoster(f"{where}: version {new.version} takes effect at round {new.effective_round}, "
                             f"not after version {current.version}'s round {current.effective_round}")
-    content = CONTEXT + new.content()
+
+
+def valid_signers(current: RosterVersion, new: RosterVersion, where: str = "roster") -> list[str]:
+    """Names of `current`'s members whose signatures on `new` verify, each once, in order; a
+    signature by anyone else, or one that does not verify, is InvalidRoster."""
+    content = CONTEXT + new.content()  # once: a peer may repeat a signature many times
     valid: list[str] = []
     for s in new.signatures:
         member = current.roster.by_peer_id(s.peer_id)
         if member is None:
             raise InvalidRoster(f"{where}: version {new.version} is signed by {s.peer_id}, "
                                 f"not a member of version {current.version}")
-        try:
-            public = public_key_from_peer_id(s.peer_id)
-        except InvalidPeerId as exc:
-            raise InvalidRoster(f"{where}: signature by a bad peer ID: {exc}") from None
-        if not verify(public, content, s.value):
+        if not _verifies(s, content):
             raise InvalidRoster(f"{where}: the signature of {member.name} does not verify over "
                                 f"version {new.version}")
         if member.name not in valid:
             valid.append(member.name)
-    if len(valid) < current.needed():
-        who = ", ".join(valid) or "no member"
-        raise InvalidRoster(f"{where}: version {new.version} is signed by {len(valid)} of version "
-                            f"{current.version}'s {len(current.roster)} members ({who}); it needs "
-                            f"{current.needed()}")
+    return valid
+
+
+def unverified(version: RosterVersion) -> list[str]:
+    """Peer IDs whose signatures on `version` do not verify over its content (whoever they are)."""
+    content = CONTEXT + version.content()
+    return [s.peer_id for s in version.signatures if not _verifies(s, content)]
+
+
+def _verifies(signature: Signature, content: bytes) -> bool:
+    try:
+        public = public_key_from_peer_id(signature.peer_id)
+    except InvalidPeerId:
+        return False
+    return verify(public, content, signature.value)
 
 
 def check_chain(versions: list[RosterVersion], where: str = "roster") -> None:
