@@ -11,12 +11,11 @@ read as one more offer.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from p2pfl.atomic import write_atomic
 from p2pfl.errors import StateWriteError, UserError
+from p2pfl.files.roster_file import ROSTERS_DIR, load_version, stored_versions, write_version
 from p2pfl.gossip.topology import Topology, build_topology
 from p2pfl.net.shared_settings import shared_sections
 from p2pfl.protocol.consortium import Consortium, consortium_of
@@ -25,13 +24,8 @@ from p2pfl.protocol.roster_chain import (
     RosterVersion,
     check_chain,
     check_successor,
-    parse_version,
-    version_to_toml,
 )
 from p2pfl.settings.node import NodeSettings
-
-ROSTERS = "rosters"
-_STORED = re.compile(r"v([1-9][0-9]{0,8})\.toml")
 
 
 @dataclass(frozen=True)
@@ -61,16 +55,16 @@ class Membership:
     """The eras of this node's run, oldest first."""
 
     def __init__(self, settings: NodeSettings, state_dir: Path, chain: list[RosterVersion]):
-        self.settings, self.folder = settings, Path(state_dir) / ROSTERS
+        self.settings, self.folder = settings, Path(state_dir) / ROSTERS_DIR
         self.eras = [self._era(v) for v in chain]
 
     @classmethod
     def load(cls, settings: NodeSettings, state_dir: Path) -> Membership:
         """The stored chain (checked) and the configured roster file; UserError names the file."""
         path = settings.path(settings.node.roster)
-        configured = read_version(path)
-        folder = Path(state_dir) / ROSTERS
-        chain = [read_version(p) for p in stored_versions(folder)]
+        configured = load_version(path)
+        folder = Path(state_dir) / ROSTERS_DIR
+        chain = [load_version(p) for p in stored_versions(state_dir)]
         if not chain:
             chain = [configured]
         try:
@@ -143,7 +137,7 @@ class Membership:
             return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, version_to_toml(version))
+            write_version(path, version)
         except OSError as exc:
             raise StateWriteError(f"{path}: cannot store roster version {version.version}: "
                                   f"{exc.strerror or exc}") from None
@@ -153,25 +147,3 @@ class Membership:
         plan = shared_sections(self.settings, version.roster, version.version)
         topology = build_topology(g.topology, len(version.roster), g.params, seed=g.seed, scheme=g.mixing)
         return Era(version, plan, consortium_of(plan), topology)
-
-
-def read_version(path: Path) -> RosterVersion:
-    """A roster file as a version; UserError naming the file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"roster file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read roster file {path}: {exc}") from None
-    try:
-        return parse_version(text, str(path))
-    except InvalidRoster as exc:
-        raise UserError(str(exc)) from None
-
-
-def stored_versions(folder: Path) -> list[Path]:
-    """`v{N}.toml` files of `folder`, by N (none if it does not exist)."""
-    if not Path(folder).is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in Path(folder).iterdir() if (m := _STORED.fullmatch(p.name))]
-    return [p for _, p in sorted(found)]
