@@ -11,8 +11,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from p2pfl.files.roster_file import load_roster
 from p2pfl.net import admin
+from p2pfl.net.checkpoint import read_metrics
+from p2pfl.net.membership import Membership
 from p2pfl.net.status import from_state_dir
 from p2pfl.settings.node import NodeSettings
 
@@ -26,9 +27,12 @@ def snapshot_of(settings: NodeSettings) -> dict:
     live = admin.query(state_dir)
     if live is not None:
         return live
-    roster = load_roster(settings.path(settings.node.roster))
-    names = [m.name for m in roster.members]
+    membership = Membership.load(settings, state_dir, store=False)
+    done = len(read_metrics(state_dir)) if state_dir.is_dir() else 0
+    era = membership.at(max(done, membership.eras[0].start))
+    names = [m.name for m in era.version.roster.members]
     status = from_state_dir(state_dir, settings.node.name, names, settings.training.rounds)
+    status.roster_version = era.version.version
     return status.snapshot(running=False)
 
 
@@ -36,7 +40,8 @@ def screen(snap: dict) -> Group:
     """The snapshot as `p2pfl status` prints it."""
     where = "running" if snap["running"] else "not running: read from its state folder"
     head = Text.assemble((str(snap["node"]), "bold"), f"  {snap['state']}  ",
-                         (f"round {snap['round']}/{snap['rounds']}", "bold"), f"  ({where}, {snap['time']})")
+                         (f"round {snap['round']}/{snap['rounds']}", "bold"),
+                         f"  roster v{snap.get('roster_version', 1)}  ({where}, {snap['time']})")
     figures = snap.get("validation") or {}
     shown = [f"{label} {_figure(figures[key])}" for key, label in FIGURES if figures.get(key) is not None]
     epsilon = snap.get("epsilon")

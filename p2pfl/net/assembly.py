@@ -19,7 +19,7 @@ from p2pfl.files.keys import load_key, passphrase_from_env
 from p2pfl.files.roster_file import load_roster
 from p2pfl.gossip.compression import parse_compression
 from p2pfl.gossip.robust import Aggregator, parse_aggregator
-from p2pfl.gossip.topology import Topology, build_topology
+from p2pfl.gossip.topology import Topology
 from p2pfl.learning.batches import BatchPlan
 from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.local import LocalData, LocalTable, load_local_table
@@ -136,10 +136,8 @@ def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster | No
     state_lock.acquire()
     membership = (Membership.load(settings, state_dir) if roster is None
                   else Membership(settings, state_dir, [RosterVersion(roster)]))
-    first = _first_era(settings, membership)
-    names = [m.name for m in first.version.roster.members]
-    learner, initial = build_learner(settings, node_table(settings, names.index(settings.node.name),
-                                                          len(names)))
+    share = membership.data_share(settings.node.name)  # which rows of a shared dataset are its
+    learner, initial = build_learner(settings, node_table(settings, *share))
     start = _restore(state_dir, learner, log)
     era = membership.at(max(start, membership.eras[0].start))
     identity = _identity_in(settings, key, era)
@@ -185,16 +183,6 @@ def find_identity(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster
                     {m.peer_id: m.name for m in roster.members})
 
 
-def _first_era(settings: NodeSettings, membership: Membership) -> Era:
-    """The first era naming this node: its share of a shared dataset is that era's."""
-    first = membership.first_with(settings.node.name)
-    if first is None:
-        held = ", ".join(str(e.version.version) for e in membership.eras)
-        raise UserError(f"node.name {settings.node.name!r} is not a member of the roster "
-                        f"(versions held: {held})")
-    return first
-
-
 def _identity_in(settings: NodeSettings, key: Ed25519PrivateKey, era: Era) -> Identity:
     """`find_identity` in the era this node starts in, saying when a version removed or
     rotated it."""
@@ -209,12 +197,6 @@ def _identity_in(settings: NodeSettings, key: Ed25519PrivateKey, era: Era) -> Id
                         "(node.key_file)")
     identity = find_identity(settings, key, era.version.roster)
     return replace(identity, names=era.names)
-
-
-def node_topology(settings: NodeSettings, members: int) -> Topology:
-    """The plan's topology over `members` nodes (the same graph at every member)."""
-    g = settings.gossip
-    return build_topology(g.topology, members, g.params, seed=g.seed, scheme=g.mixing)
 
 
 def node_table(settings: NodeSettings, index: int, members: int) -> LocalTable:

@@ -126,6 +126,7 @@ class Node(MembershipMixin):
         self.audit = AuditLog(self.state_dir)  # every update sent, accepted or refused; start, stop
         rounds = self.settings.training.rounds
         self.status = NodeStatus(self.settings.node.name, [self.names[p] for p in self.members], rounds)
+        self.status.roster_version = self.era.version.version
         self.status_gossip = StatusGossip(self.key, self.consortium.id, self.index, self.members,
                                           self.names, rounds, self.status, log, self.timeouts)
         for era in self.membership.eras:

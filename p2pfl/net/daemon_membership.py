@@ -126,6 +126,7 @@ class MembershipMixin:
         self.reports = ReportExchange(self.key, era.consortium.id, self.index, era.members, self.names,
                                       self.log, self.timeouts)
         self.status.members = [self.names[p] for p in era.members]
+        self.status.roster_version = era.version.version
         self.status_gossip.set_era(era.consortium.id, self.index, era.members)
         gone = await close_unlisted(self.host, self.allowed | {self.self_id})
         before, after = old.version.roster, era.version.roster

@@ -54,13 +54,15 @@ class Era:
 class Membership:
     """The eras of this node's run, oldest first."""
 
-    def __init__(self, settings: NodeSettings, state_dir: Path, chain: list[RosterVersion]):
-        self.settings, self.folder = settings, Path(state_dir) / ROSTERS_DIR
+    def __init__(self, settings: NodeSettings, state_dir: Path, chain: list[RosterVersion],
+                 store: bool = True):
+        self.settings, self.folder, self.writes = settings, Path(state_dir) / ROSTERS_DIR, store
         self.eras = [self._era(v) for v in chain]
 
     @classmethod
-    def load(cls, settings: NodeSettings, state_dir: Path) -> Membership:
-        """The stored chain (checked) and the configured roster file; UserError names the file."""
+    def load(cls, settings: NodeSettings, state_dir: Path, store: bool = True) -> Membership:
+        """The stored chain (checked) and the configured roster file; UserError names the file.
+        `store` False: write nothing (a check, an export)."""
         path = settings.path(settings.node.roster)
         configured = load_version(path)
         folder = Path(state_dir) / ROSTERS_DIR
@@ -75,7 +77,7 @@ class Membership:
         if configured.version in held and held[configured.version].content() != configured.content():
             raise UserError(f"{path}: version {configured.version} differs from the version "
                             f"{configured.version} this node holds ({folder}/v{configured.version}.toml)")
-        membership = cls(settings, state_dir, chain)
+        membership = cls(settings, state_dir, chain, store)
         if configured.version > chain[-1].version:
             reason = membership.refusal(configured, current_round=-1, where=str(path))
             if reason is not None:
@@ -99,6 +101,16 @@ class Membership:
     def first_with(self, name: str) -> Era | None:
         """The first era naming `name` (its data is that era's share of a shared dataset)."""
         return next((e for e in self.eras if e.version.roster.by_name(name) is not None), None)
+
+    def data_share(self, name: str) -> tuple[int, int]:
+        """(index, members) of `name` in the first era naming it: which share of a shared
+        dataset is its (the same at every restart); UserError if no version names it."""
+        first = self.first_with(name)
+        if first is None:
+            held = ", ".join(str(e.version.version) for e in self.eras)
+            raise UserError(f"node.name {name!r} is not a member of the roster (versions held: {held})")
+        names = [m.name for m in first.version.roster.members]
+        return names.index(name), len(names)
 
     def all_names(self) -> dict[str, str]:
         """Peer ID -> member name over every era (for logs about any member, past or coming)."""
@@ -133,7 +145,7 @@ class Membership:
 
     def store(self, version: RosterVersion) -> None:
         path = self.folder / f"v{version.version}.toml"
-        if path.exists():
+        if not self.writes or path.exists():
             return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)

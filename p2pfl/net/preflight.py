@@ -22,14 +22,13 @@ import numpy as np
 
 from p2pfl.errors import BAD_INPUT, EXIT_OK, EXIT_USAGE, UserError
 from p2pfl.evaluation.metrics import warnings_for
-from p2pfl.files.roster_file import load_roster
 from p2pfl.gossip.compression import parse_compression
 from p2pfl.gossip.robust import parse_aggregator
 from p2pfl.gossip.topology import Topology
 from p2pfl.learning.local import LocalData, LocalTable
 from p2pfl.net import assembly, probe, state_lock
-from p2pfl.net.shared_settings import shared_sections
-from p2pfl.protocol.consortium import consortium_of
+from p2pfl.net.checkpoint import read_metrics
+from p2pfl.net.membership import Era, Membership
 from p2pfl.protocol.identity import Ed25519PrivateKey, peer_id_of
 from p2pfl.protocol.payload import check_compression
 from p2pfl.settings.node import NodeSettings
@@ -61,6 +60,8 @@ class Found:
     topology: Topology | None = None
     table: LocalTable | None = None
     learner: assembly.Learner | None = None
+    membership: Membership | None = None
+    era: Era | None = None  # the roster version this node starts in
 
 
 @dataclass(frozen=True)
@@ -145,12 +146,17 @@ def _key(found: Found) -> list[Result]:
 def _roster(found: Found) -> list[Result]:
     s = found.settings
     path = s.path(s.node.roster).resolve()
-    roster = load_roster(path)
+    state_dir = s.path(s.node.state_dir)
+    found.membership = membership = Membership.load(s, state_dir, store=False)
+    done = len(read_metrics(state_dir)) if state_dir.is_dir() else 0
+    found.era = era = membership.at(max(done, membership.eras[0].start))
+    roster = era.version.roster
     try:
         found.identity = i = assembly.find_identity(s, found.key, roster)
     except UserError as exc:
         return [_not_member(s, found.key, roster, path, exc)]
-    return [Result("roster", OK, f"{s.node.name} is member {i.index + 1} of {len(i.members)} ({path})")]
+    return [Result("roster", OK, f"{s.node.name} is member {i.index + 1} of {len(i.members)} (roster "
+                                 f"version {era.version.version}, {path})")]
 
 
 def _not_member(s: NodeSettings, key: Ed25519PrivateKey, roster, path: Path, exc: UserError) -> Result:
@@ -171,7 +177,7 @@ def _not_member(s: NodeSettings, key: Ed25519PrivateKey, roster, path: Path, exc
 
 def _topology(found: Found) -> list[Result]:
     s, i = found.settings, found.identity
-    found.topology = t = assembly.node_topology(s, len(i.members))
+    found.topology = t = found.era.topology
     ins = _names(i, t.in_neighbors(i.index, 0))
     outs = _names(i, t.out_neighbors(i.index, 0))
     return [Result("topology", OK, f"{s.gossip.topology}: in round 0 this node receives from {ins}, "
@@ -189,8 +195,8 @@ def _aggregator(found: Found) -> list[Result]:
 
 
 def _data(found: Found) -> list[Result]:
-    s, i = found.settings, found.identity
-    found.table = table = assembly.node_table(s, i.index, len(i.members))
+    s = found.settings
+    found.table = table = assembly.node_table(s, *found.membership.data_share(s.node.name))
     data = table.prepare(table.statistics)
     classes = _class_names(s, data)
     counts = np.bincount(data.y_train.numpy(), minlength=data.n_classes)
@@ -236,8 +242,7 @@ def _network(found: Found) -> list[Result]:
     peers = neighbours(i, t)
     if not peers:
         return [Result("network", OK, "no neighbour in round 0")]
-    plan = shared_sections(s, i.roster)
-    me = probe.Dialer(i.key, i.roster, consortium_of(plan), plan)
+    me = probe.Dialer(i.key, i.roster, found.era.consortium, found.era.plan)
     verdicts = probe.probe_all(me, peers, found.timeout)
     return [Result(f"network {i.names[p]}", OK if v.ok else FAIL, v.detail, v.fix)
             for p, v in ((p, verdicts[p]) for p in peers)]

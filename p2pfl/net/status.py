@@ -5,7 +5,7 @@ updates refused in the last hour by reason, epsilon spent and the latest validat
 rebuilds the same view from the state folder of a node that is not running (metrics.jsonl and
 audit.jsonl), so both give one `snapshot()` shape:
 
-    {"node", "running", "state", "round", "rounds", "time", "epsilon", "validation",
+    {"node", "running", "state", "round", "rounds", "roster_version", "time", "epsilon", "validation",
      "members": [{"name", "round", "state", "last_heard", "seconds_ago", "via"}],
      "refused_last_hour": [{"result", "reason", "count"}], "note"}
 
@@ -57,6 +57,7 @@ class NodeStatus:
         self.refusals: deque[tuple[float, str, str]] = deque(maxlen=MAX_REFUSALS)
         self.latest: dict[str, object] = {}
         self.note: str | None = None  # said under the status (e.g. why a node is not running)
+        self.roster_version = 1  # of the era this node is in (p2pfl.net.membership)
 
     def set(self, state: State, round: int) -> None:
         """This node is now in `state` with `round` rounds done."""
@@ -95,7 +96,8 @@ class NodeStatus:
         refused = [{"result": result, "reason": reason, "count": n}
                    for (result, reason), n in recent.most_common(MAX_REASONS)]
         return {"node": self.node, "running": running, "state": self.state.label, "round": self.round,
-                "rounds": self.rounds, "time": _iso(now), "epsilon": self.latest.get("epsilon"),
+                "rounds": self.rounds, "roster_version": self.roster_version, "time": _iso(now),
+                "epsilon": self.latest.get("epsilon"),
                 "validation": {k: self.latest[k] for k in VALIDATION if k in self.latest},
                 "members": members, "refused_last_hour": refused, "note": self.note}
 

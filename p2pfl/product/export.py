@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 from p2pfl.errors import UserError
-from p2pfl.files.roster_file import load_roster
 from p2pfl.learning.models import build_model, parse_hidden
 from p2pfl.learning.params import load_flat
 from p2pfl.learning.preprocess import Preprocessor, Statistics
@@ -19,12 +18,12 @@ from p2pfl.learning.sources._columns import as_text, label_key
 from p2pfl.learning.trainer import OptimConfig, make_optimizer
 from p2pfl.net import checkpoint
 from p2pfl.net.assembly import node_table
+from p2pfl.net.membership import Membership
 from p2pfl.net.reports import REPORT_FILE
-from p2pfl.net.shared_settings import plan_sections, shared_sections
+from p2pfl.net.shared_settings import plan_sections
 from p2pfl.net.snapshots import BEST
 from p2pfl.product import graph
 from p2pfl.product.bundle import Bundle, make_card, write_bundle
-from p2pfl.protocol.consortium import consortium_of
 from p2pfl.settings.load import node_settings, plan_settings, sim_schema
 from p2pfl.settings.node import NodeSettings
 from p2pfl.settings.sim import SimConfig
@@ -38,12 +37,9 @@ def export_node(config: Path, out: Path, round: str = "last") -> Bundle:
     if round not in ROUNDS:
         raise UserError(f"--round must be last or best, got {round!r}")
     settings = node_settings(config)
-    roster = load_roster(settings.path(settings.node.roster))
-    me = roster.by_name(settings.node.name)
-    if me is None:
-        raise UserError(f"{config}: node.name {settings.node.name!r} is not in the roster")
-    local = node_table(settings, roster.members.index(me), len(roster.members))
     state_dir = settings.path(settings.node.state_dir)
+    membership = Membership.load(settings, state_dir, store=False)
+    local = node_table(settings, *membership.data_share(settings.node.name))
     data = local.prepare(local.statistics)  # shapes; the checkpoint's statistics come next
     t = settings.training
     model = build_model(settings.model.kind, data.input_shape, data.n_classes,
@@ -60,8 +56,7 @@ def export_node(config: Path, out: Path, round: str = "last") -> Bundle:
         settings.task.label_column, _classes(settings.task.classes, data.n_classes),
         tuple(settings.features.ignore), settings.features.missing,
         source="export", plan=plan_sections(settings), data_source=shared_part(settings.data.source),
-        consortium={"id": consortium_of(shared_sections(settings, roster)).id.hex(),
-                    "members": [{"name": m.name, "peer_id": m.peer_id} for m in roster.members]},
+        consortium=_consortium(membership, int(state["round"])),
         exported_by=settings.node.name, round=int(state["round"]), selected=round,
         sites=_sites(state_dir, settings.node.name, len(data.y_train), len(data.y_val), row),
         privacy=_privacy(settings, row),
@@ -166,3 +161,9 @@ def _sim_classes(cfg: SimConfig, n_classes: int) -> list[str]:
     names = sorted({as_text(r[at]) for _, r in raw.rows}, key=label_key)
     return names if len(names) == n_classes else _classes([], n_classes)
 
+
+def _consortium(membership: Membership, round: int) -> dict[str, object]:
+    """The consortium ID and members of the roster version of the model's last round."""
+    era = membership.at(max(0, round - 1))
+    return {"id": era.consortium.id.hex(), "roster_version": era.version.version,
+            "members": [{"name": m.name, "peer_id": m.peer_id} for m in era.version.roster.members]}
