@@ -124,6 +124,7 @@ def load_node_key(settings: NodeSettings) -> Ed25519PrivateKey:
 def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster, log: EventLog) -> Parts:
     """Build and check every part of a node; UserError says which setting does not fit."""
     identity = find_identity(settings, key, roster)
+    check_reachability(settings, identity, log)
     g, t = settings.gossip, settings.training
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -171,6 +172,27 @@ def find_identity(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster
                         f"{roster.members[index].name!r}")
     return Identity(key, roster, self_id, index, [m.peer_id for m in roster.members],
                     {m.peer_id: m.name for m in roster.members})
+
+
+def check_reachability(settings: NodeSettings, identity: Identity, log: EventLog | None = None) -> None:
+    """node.reachability agrees with this node's roster addresses: "outbound" exactly when the
+    roster reaches it through relay members (circuit addresses; see p2pfl.net.relay)."""
+    me = identity.roster.by_peer_id(identity.self_id)
+    outbound = settings.node.reachability == "outbound"
+    if outbound and not me.relayed:
+        raise UserError(f"node.reachability is \"outbound\" but the roster's addresses of {me.name} "
+                        "are direct: list circuit addresses through relay members "
+                        "(/ip4/HOST/tcp/PORT/p2p/RELAY_PEER_ID/p2p-circuit) so that the others can "
+                        "reach this node")
+    if me.relayed and not outbound:
+        raise UserError(f"the roster reaches {me.name} through relay members (/p2p-circuit) but "
+                        "node.reachability is \"direct\": set it to \"outbound\" so that this "
+                        "node reserves a slot on them")
+    if settings.node.relay and log is not None:
+        served = [m.name for m in identity.roster if identity.self_id in m.relays]
+        if not served:
+            log.warn("relay_unused", reason="node.relay is true but no roster address goes through "
+                     "this node")
 
 
 def node_topology(settings: NodeSettings, members: int) -> Topology:
