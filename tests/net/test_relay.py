@@ -22,12 +22,15 @@ from libp2p.relay.circuit_v2.utils import read_delimited_msg, write_delimited_ms
 from libp2p.tools.anyio_service import background_trio_service
 from strangers import seeded_key
 
+from p2pfl.errors import UserError
 from p2pfl.files.roster_file import load_roster, write_roster
 from p2pfl.net import relay
+from p2pfl.net.assembly import check_reachability, find_identity
 from p2pfl.net.eventlog import EventLog
 from p2pfl.net.host import PROTOCOL, key_pair, make_host, quiet_libp2p_logs
 from p2pfl.net.relay import Relaying
 from p2pfl.protocol.roster import InvalidRoster, Member, Roster, parse_roster
+from p2pfl.settings.load import node_settings
 from p2pfl.settings.sim import SimConfig
 from p2pfl.sim.metrics import consensus_distance
 from p2pfl.sim.runner import simulate
@@ -88,6 +91,28 @@ def test_members_that_only_dial_out_train_through_a_relay_member_to_the_end(cons
     measured = consensus_distance(torch.stack([c.params(n) for n in c.names]))
     predicted = decentralized.final["consensus_distance"]
     assert abs(measured - predicted) <= 1e-3 * predicted + 1e-9
+
+
+def test_settings_that_do_not_fit_the_roster_are_one_error_line(consortium):
+    c = consortium(nodes=3)
+    _through_relay(c, "hospital-1", ("hospital-2",))
+
+    def refusal(name: str) -> str:
+        settings = node_settings(c.configs[name])
+        with pytest.raises(UserError) as caught:
+            check_reachability(settings, find_identity(settings, c.key(name), c.roster))
+        return str(caught.value)
+
+    c.configure("node", 'reachability = "direct"', "hospital-2")
+    assert 'set it to "outbound"' in refusal("hospital-2")
+    c.configure("node", 'reachability = "outbound"', "hospital-3")
+    assert "list circuit addresses through relay members" in refusal("hospital-3")
+    c.configure("node", 'reachability = "outbound"', "hospital-1")
+    with pytest.raises(UserError, match=r"node.toml: node.relay needs reachability = \"direct\""):
+        node_settings(c.configs["hospital-1"])
+    c.configure("node", 'reachability = "sometimes"', "hospital-1")
+    with pytest.raises(UserError, match="node.reachability must be direct or outbound"):
+        node_settings(c.configs["hospital-1"])
 
 
 # ---- hosts in one trio process
