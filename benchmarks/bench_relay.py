@@ -7,9 +7,10 @@ and the sender B (this process). B sends a 10 MB and a 100 MB update to A the da
 and once over a relayed one (Noise + Yamux end to end, inside a Yamux stream of each leg's own
 Noise + Yamux connection); best of `--reps` each, same run.
 
-Rounds: real `p2pfl node` consortia of 3 (complete graph, MLP 1024-1024 on digits shards, 20
-local steps, 4.3 MB updates): all direct; hospital-3 outbound through hospital-1; hospital-2
-and hospital-3 both outbound through hospital-1 (so everything between them is relayed). Each
+Rounds: real `p2pfl node` consortia of 3 (complete graph, MLP 1024-1024 on digits shards, one
+local step, so that the 4.5 MB updates, not training, make the round): all direct;
+hospital-3 outbound through hospital-1; hospital-2 and hospital-3 both outbound through
+hospital-1 (so everything between them is relayed). Each
 set-up runs `--repeats` times, interleaved; printed: each run's median round time (round 0
 excluded) and the median of those, with its ratio to all direct.
 Usage: python benchmarks/bench_relay.py [--reps 3] [--rounds 10] [--repeats 2] [--skip-rounds]
@@ -31,7 +32,7 @@ import trio
 
 SIZES_MB = (10, 100)
 SEEDS = {"a": 2, "b": 3, "r": 1}
-HIDDEN, STEPS, BATCH = 1024, 20, 64
+HIDDEN, STEPS, BATCH = 1024, 1, 64
 
 
 def _key(name: str):
@@ -195,7 +196,7 @@ def rounds_table(rounds: int, repeats: int) -> None:
             medians[label].append(statistics.median(consortium_rounds(folder, outbound, rounds)))
     mb = num_params(build_model("mlp", 64, 10, (HIDDEN, HIDDEN))) * 4 / 1e6
     print(f"3 nodes, complete graph, MLP {HIDDEN}-{HIDDEN} on digits ({mb:.1f} MB updates), {STEPS} "
-          f"local steps, {rounds} rounds (round 0 excluded), {repeats} runs each; folders in {base}")
+          f"local step(s), {rounds} rounds (round 0 excluded), {repeats} runs each; folders in {base}")
     direct = statistics.median(medians["all direct"])
     for label, values in medians.items():
         median = statistics.median(values)
