@@ -13,7 +13,7 @@ hospital-3 outbound through hospital-1; hospital-2 and hospital-3 both outbound 
 hospital-1 (so everything between them is relayed). Each
 set-up runs `--repeats` times, interleaved; printed: each run's median round time (round 0
 excluded) and the median of those, with its ratio to all direct.
-Usage: python benchmarks/bench_relay.py [--reps 3] [--rounds 10] [--repeats 2] [--skip-rounds]
+Usage: python benchmarks/bench_relay.py [--reps 3] [--rounds 10] [--repeats 3] [--skip-rounds]
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-rounds", action="store_true", help="transfers only")
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
