@@ -141,6 +141,7 @@ def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster | No
     start = _restore(state_dir, learner, log)
     era = membership.at(max(start, membership.eras[0].start))
     identity = _identity_in(settings, key, era)
+    check_reachability(settings, identity, log)
     roster, topology = era.version.roster, era.topology
     learner.fingerprint = fingerprint(learner.model)
     aggregator = parse_aggregator(g.aggregator)
@@ -197,6 +198,27 @@ def _identity_in(settings: NodeSettings, key: Ed25519PrivateKey, era: Era) -> Id
                         "(node.key_file)")
     identity = find_identity(settings, key, era.version.roster)
     return replace(identity, names=era.names)
+
+
+def check_reachability(settings: NodeSettings, identity: Identity, log: EventLog | None = None) -> None:
+    """node.reachability agrees with this node's roster addresses: "outbound" exactly when the
+    roster reaches it through relay members (circuit addresses; see p2pfl.net.relay)."""
+    me = identity.roster.by_peer_id(identity.self_id)
+    outbound = settings.node.reachability == "outbound"
+    if outbound and not me.relayed:
+        raise UserError(f"node.reachability is \"outbound\" but the roster's addresses of {me.name} "
+                        "are direct: list circuit addresses through relay members "
+                        "(/ip4/HOST/tcp/PORT/p2p/RELAY_PEER_ID/p2p-circuit) so that the others can "
+                        "reach this node")
+    if me.relayed and not outbound:
+        raise UserError(f"the roster reaches {me.name} through relay members (/p2p-circuit) but "
+                        "node.reachability is \"direct\": set it to \"outbound\" so that this "
+                        "node reserves a slot on them")
+    if settings.node.relay and log is not None:
+        served = [m.name for m in identity.roster if identity.self_id in m.relays]
+        if not served:
+            log.warn("relay_unused", reason="node.relay is true but no roster address goes through "
+                     "this node")
 
 
 def node_table(settings: NodeSettings, index: int, members: int) -> LocalTable:

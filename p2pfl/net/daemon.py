@@ -54,6 +54,7 @@ from p2pfl.net.host import (
 )
 from p2pfl.net.preprocessing import StatisticsExchange
 from p2pfl.net.prometheus import NodeMetrics
+from p2pfl.net.relay import Relaying
 from p2pfl.net.reports import REPORT_FILE, ReportExchange, best_round_of, consortium_report, own_report
 from p2pfl.net.status import NodeStatus
 from p2pfl.net.status_gossip import StatusGossip
@@ -174,9 +175,12 @@ class Node(MembershipMixin):
         gc.collect()
         gc.freeze()
 
-        _check_listen(self.settings.node.listen)
+        outbound = self.settings.node.reachability == "outbound"  # listens nowhere (p2pfl.net.relay)
+        if not outbound:
+            _check_listen(self.settings.node.listen)
         self.host = make_host(self.key, allowed=self.allowed, on_refused=self._stranger,
                               on_ip_refused=self._ip_refused)
+        self.relaying = Relaying(self.host, self.roster, self.self_id, self.log, self.allowed)
         self.host.set_stream_handler(TProtocol(PROTOCOL), self._on_stream)
         self.host.set_stream_handler(TProtocol(HELLO_PROTOCOL), self._on_hello)
         self.host.set_stream_handler(TProtocol(REPORT_PROTOCOL), self._on_report)
@@ -185,7 +189,7 @@ class Node(MembershipMixin):
         self.host.set_stream_handler(TProtocol(MODEL_PROTOCOL), self._on_model_request)
         if self.exchange is not None:
             self.host.set_stream_handler(TProtocol(STATS_PROTOCOL), self._on_statistics)
-        listen = multiaddrs([self.settings.node.listen])
+        listen = [] if outbound else multiaddrs([self.settings.node.listen])
         if self.prometheus is not None:
             self.prometheus.serve(self.settings.node.metrics_listen)
         self.audit.record("start", peer_id=self.self_id, round=self.machine.round,
@@ -203,10 +207,12 @@ class Node(MembershipMixin):
     async def _serve(self, listen) -> int:
         """Listen, start together, train every round, end (see `run`)."""
         async with self.host.run(listen_addrs=listen), trio.open_nursery() as nursery:
-            if not self.host.get_addrs():
+            if listen and not self.host.get_addrs():
                 raise InUseError(f"node.listen {self.settings.node.listen}: could not listen there")
             self.nursery = nursery
-            self.log.info("listening", addrs=",".join(str(a) for a in self.host.get_addrs()))
+            self.log.info("listening", addrs=",".join(str(a) for a in self.host.get_addrs()) or "none",
+                          reachability=self.settings.node.reachability, relay=self.settings.node.relay)
+            await nursery.start(self.relaying.serve, self.settings.node.relay, not listen)
             nursery.start_soon(self._watch_signals)
             await nursery.start(self._serve_admin)
             self.status_gossip.start(nursery, self._opener(STATUS_PROTOCOL))
@@ -226,6 +232,8 @@ class Node(MembershipMixin):
                 with trio.CancelScope() as scope:
                     nursery.start_soon(_cancel_on_stop, self.stopping, scope)
                     await self._end_of_training()
+                    if self.settings.node.relay:  # the members it relays for may still report
+                        await self.relaying.linger(self.settings.gossip.report_timeout)
             self._set_state(State.DONE if self.finished else State.STOPPED)
             nursery.cancel_scope.cancel()
             with trio.move_on_after(STOP_GRACE):
@@ -563,22 +571,10 @@ class Node(MembershipMixin):
             raise
 
     async def _connect(self, peer: str):
-        """Connect if not connected; clear py-libp2p's 60 s dial backoff so a peer that came
-        back is reached at once."""
-        from libp2p.peer.peerinfo import PeerInfo
-
-        pid = peer_id(peer)
-        network = self.host.get_network()
-        if network.get_connections(pid):
-            return pid
-        network.unblock_peer(pid)
-        store = self.host.get_peerstore()
-        store.clear_addrs(pid)
-        addrs = multiaddrs(self.roster.by_peer_id(peer).addresses)
-        store.add_addrs(pid, addrs, 3600)
-        with trio.fail_after(self.timeouts.connect):
-            await self.host.connect(PeerInfo(pid, addrs))
-        return pid
+        """Connect if not connected: at the member's roster addresses, or through a relay
+        member for a member reached that way (p2pfl.net.relay)."""
+        await self.relaying.connect(self.membership.member(peer), self.timeouts.connect)
+        return peer_id(peer)
 
     async def _on_stream(self, stream) -> None:
         peer = await self._admitted(stream, self.receiving, MAX_INBOUND, "transfer")

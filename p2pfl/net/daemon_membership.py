@@ -118,7 +118,8 @@ class MembershipMixin:
         from now on; connections of members no longer in it are closed."""
         old, self.era = self.era, era
         self.members, self.consortium, self.consortium_plan = era.members, era.consortium, era.plan
-        self.roster = era.version.roster
+        self.roster = self.relaying.roster = era.version.roster
+        self.relaying.names.update(era.names)
         if self.self_id in era.members:
             self.index = era.members.index(self.self_id)
         self.allowed.clear()

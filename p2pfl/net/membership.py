@@ -19,7 +19,7 @@ from p2pfl.files.roster_file import ROSTERS_DIR, load_version, stored_versions, 
 from p2pfl.gossip.topology import Topology, build_topology
 from p2pfl.net.shared_settings import shared_sections
 from p2pfl.protocol.consortium import Consortium, consortium_of
-from p2pfl.protocol.roster import InvalidRoster
+from p2pfl.protocol.roster import InvalidRoster, Member
 from p2pfl.protocol.roster_chain import (
     RosterVersion,
     check_chain,
@@ -111,6 +111,14 @@ class Membership:
             raise UserError(f"node.name {name!r} is not a member of the roster (versions held: {held})")
         names = [m.name for m in first.version.roster.members]
         return names.index(name), len(names)
+
+    def member(self, peer_id: str) -> Member | None:
+        """The newest roster entry of this peer ID (its addresses as the latest version says)."""
+        for era in reversed(self.eras):
+            found = era.version.roster.by_peer_id(peer_id)
+            if found is not None:
+                return found
+        return None
 
     def all_names(self) -> dict[str, str]:
         """Peer ID -> member name over every era (for logs about any member, past or coming)."""

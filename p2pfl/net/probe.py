@@ -5,7 +5,8 @@ One outbound-only libp2p host of this node's key (it listens nowhere, so it cann
 node on this port) dials every given member at once, at its roster addresses, and says hello as
 the start quorum does (`quorum.say_hello`, `consortium.differences`). A running member only
 answers a hello (`daemon.Node._on_hello`); it does not count it towards its own start quorum.
-Each dial and hello is bounded by one timeout. How py-libp2p 0.8.1 reports a failed dial (a
+Each dial and hello is bounded by one timeout. A member the roster reaches through relay members
+is dialled through them (p2pfl.net.relay), as the node does. How py-libp2p 0.8.1 reports a failed dial (a
 `SwarmDialAllFailedError` whose causes hold the real error) is read in `_cause`.
 """
 
@@ -20,7 +21,8 @@ import trio
 from libp2p.transport.exceptions import MuxerUpgradeFailure
 
 from p2pfl.net import quorum, transfer
-from p2pfl.net.host import HELLO_PROTOCOL, make_host, multiaddrs, peer_id, quiet_libp2p_logs
+from p2pfl.net.host import HELLO_PROTOCOL, make_host, peer_id, quiet_libp2p_logs
+from p2pfl.net.relay import Relaying
 from p2pfl.protocol import hello
 from p2pfl.protocol.consortium import Consortium, differences
 from p2pfl.protocol.identity import Ed25519PrivateKey, peer_id_of
@@ -58,10 +60,11 @@ def probe_all(me: Dialer, peers: list[str], timeout: float) -> dict[str, Verdict
 async def _probe_all(me: Dialer, peers: list[str], timeout: float) -> dict[str, Verdict]:
     quiet_libp2p_logs()
     host = make_host(me.key, allowed=set(me.roster.peer_ids))
+    relaying = Relaying(host, me.roster, peer_id_of(me.key))
     verdicts: dict[str, Verdict] = {}
 
     async def one(peer: str) -> None:
-        verdicts[peer] = await _probe(host, me, peer, timeout)
+        verdicts[peer] = await _probe(relaying, me, peer, timeout)
 
     async with host.run(listen_addrs=[]), trio.open_nursery() as nursery:
         for peer in peers:
@@ -69,10 +72,9 @@ async def _probe_all(me: Dialer, peers: list[str], timeout: float) -> dict[str, 
     return verdicts
 
 
-async def _probe(host, me: Dialer, peer: str, timeout: float) -> Verdict:
+async def _probe(relaying: Relaying, me: Dialer, peer: str, timeout: float) -> Verdict:
     """Connect to `peer` and exchange hellos, all within `timeout` seconds."""
-    from libp2p.peer.peerinfo import PeerInfo
-
+    host = relaying.host
     member = me.roster.by_peer_id(peer)
     where = ", ".join(member.addresses)
     pid, connected = peer_id(peer), None
@@ -81,7 +83,7 @@ async def _probe(host, me: Dialer, peer: str, timeout: float) -> Verdict:
     start = time.monotonic()
     try:
         with trio.fail_after(timeout):
-            await host.connect(PeerInfo(pid, multiaddrs(member.addresses)))
+            await relaying.connect(member, timeout)
             connected = time.monotonic()
             raw = await quorum.say_hello(host, pid, mine, timeouts)
     except trio.TooSlowError:

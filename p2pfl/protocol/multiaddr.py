@@ -1,4 +1,5 @@
-"""A small syntax check for the multiaddr strings a roster may hold."""
+"""A small syntax check for the multiaddr strings a roster may hold: a member's own TCP
+address, or a circuit address through a relay member (circuit relay v2)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ HOST_PROTOCOLS = ("ip4", "ip6", "dns", "dns4", "dns6")
 PORT_PROTOCOLS = ("tcp", "udp")
 PROTOCOLS = (*HOST_PROTOCOLS, *PORT_PROTOCOLS, "p2p")
 MAX_LENGTH = 1024
+CIRCUIT = "/p2p-circuit"  # the one value-less protocol, only in a circuit address
 
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
@@ -64,6 +66,33 @@ def check_dialable_tcp(text: str) -> list[tuple[str, str]]:
     if int(parts[1][1]) == 0:
         raise InvalidMultiaddr(f"multiaddr {text!r}: tcp port 0 cannot be dialed")
     return parts
+
+
+def check_circuit(text: str) -> tuple[list[tuple[str, str]], str]:
+    """Parse a circuit address through a relay:
+    /<ip4|ip6|dns|dns4|dns6>/HOST/tcp/PORT/p2p/RELAY_ID/p2p-circuit[/p2p/ID]; returns the relay's
+    parts (ending with its p2p) and the parts after /p2p-circuit ([] or [('p2p', ID)])."""
+    if not isinstance(text, str):
+        raise InvalidMultiaddr(f"a multiaddr must be a string, not {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise InvalidMultiaddr(f"multiaddr is {len(text)} characters long (at most {MAX_LENGTH})")
+    relay, sep, tail = text.partition(CIRCUIT)
+    form = "/ip4|ip6|dns|dns4|dns6/HOST/tcp/PORT/p2p/RELAY_ID/p2p-circuit[/p2p/ID]"
+    if not sep or (tail and not tail.startswith("/")) or CIRCUIT in tail:
+        raise InvalidMultiaddr(f"multiaddr {text!r} is not a circuit address {form}")
+    try:
+        hop = check_dialable_tcp(relay)
+        after = parse_multiaddr(tail) if tail else []
+    except InvalidMultiaddr as exc:
+        raise InvalidMultiaddr(f"circuit address {text!r}: {exc}") from None
+    if hop[-1][0] != "p2p" or [p for p, _ in after] not in ([], ["p2p"]):
+        raise InvalidMultiaddr(f"multiaddr {text!r} is not a circuit address {form}")
+    return hop, after
+
+
+def is_circuit(text: str) -> bool:
+    """True for an address that names a relay (/p2p-circuit); check it with check_circuit."""
+    return CIRCUIT in text
 
 
 def _check_value(proto: str, value: str) -> str | None:

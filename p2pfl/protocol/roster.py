@@ -7,6 +7,11 @@ Every member holds the same TOML file:
     peer_id = "12D3KooW..."
     addresses = ["/ip4/10.0.0.5/tcp/9001"]
 
+A member that cannot accept inbound connections is reached through relay members: its
+addresses are circuit addresses, each naming a member that is itself reached directly:
+
+    addresses = ["/ip4/10.0.0.5/tcp/9001/p2p/<relay member's peer_id>/p2p-circuit"]
+
 Members are numbered in name order, so every node computes the same node indices.
 """
 
@@ -18,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from p2pfl.protocol.identity import InvalidPeerId, public_key_from_peer_id
-from p2pfl.protocol.multiaddr import InvalidMultiaddr, check_dialable_tcp
+from p2pfl.protocol.multiaddr import InvalidMultiaddr, check_circuit, check_dialable_tcp, is_circuit
 
 MEMBER_KEYS = ("name", "peer_id", "addresses")
 VERSION_KEYS = ("version", "threshold", "effective_round", "previous", "signature")  # roster_chain
@@ -36,6 +41,16 @@ class Member:
     name: str
     peer_id: str
     addresses: tuple[str, ...]
+
+    @property
+    def relayed(self) -> bool:
+        """True if it is reached only through relay members (its addresses are circuit ones)."""
+        return any(is_circuit(a) for a in self.addresses)
+
+    @property
+    def relays(self) -> tuple[str, ...]:
+        """The peer IDs of the relay members its circuit addresses go through, in address order."""
+        return tuple(check_circuit(a)[0][-1][1] for a in self.addresses if is_circuit(a))
 
 
 class Roster:
@@ -60,13 +75,32 @@ class Roster:
                 )
             self._by_name[m.name] = m
             self._by_peer_id[m.peer_id] = index
-            for addr in m.addresses:
+            for addr in (a for a in m.addresses if not is_circuit(a)):  # relays are shared
                 host_port = addr.split("/p2p/")[0]
                 other = owner_of_address.setdefault(host_port, m.name)
                 if other != m.name:
                     raise InvalidRoster(
                         f"{source}: members {other!r} and {m.name!r} share the address {host_port}"
                     )
+
+        for m in self.members:
+            for addr in (a for a in m.addresses if is_circuit(a)):
+                self._check_relay(m, addr, source)
+
+    def _check_relay(self, m: Member, addr: str, source: str) -> None:
+        """A circuit address goes through another member, reached directly at this address."""
+        hop, _ = check_circuit(addr)
+        where = f"{source}: member {m.name!r}: address {addr!r}"
+        relay = self.by_peer_id(hop[-1][1])
+        if relay is None:
+            raise InvalidRoster(f"{where} goes through {hop[-1][1]}, which is not a member's peer_id")
+        if relay.relayed:
+            raise InvalidRoster(f"{where} goes through {relay.name!r}, which is itself reached "
+                                "through a relay (a relay member needs a direct address)")
+        at = "/" + "/".join(f"{p}/{v}" for p, v in hop[:-1])
+        if not any(a.split("/p2p/")[0] == at for a in relay.addresses):
+            raise InvalidRoster(f"{where} reaches {relay.name!r} at {at}, which is not one of "
+                                f"{relay.name!r}'s addresses ({', '.join(relay.addresses)})")
 
     def __len__(self) -> int:
         return len(self.members)
@@ -165,13 +199,21 @@ def _check_fields(name: object, peer_id: object, addresses: object, where: str) 
         if not isinstance(addr, str):
             raise InvalidRoster(f"{where}: address {addr!r} is not a string")
         try:
-            parts = check_dialable_tcp(addr)
+            if is_circuit(addr):
+                hop, parts = check_circuit(addr)
+                if hop[-1][1] == peer_id:
+                    raise InvalidRoster(f"{where}: address {addr!r} goes through the member itself")
+            else:
+                parts = check_dialable_tcp(addr)
         except InvalidMultiaddr as e:
             raise InvalidRoster(f"{where}: bad address: {e}") from None
-        if parts[-1][0] == "p2p" and parts[-1][1] != peer_id:
+        if parts and parts[-1][0] == "p2p" and parts[-1][1] != peer_id:
             raise InvalidRoster(f"{where}: address {addr!r} names a different peer ID than peer_id")
     if len(set(addresses)) != len(addresses):
         raise InvalidRoster(f"{where}: an address is listed twice")
+    if len({is_circuit(a) for a in addresses}) > 1:
+        raise InvalidRoster(f"{where}: addresses are either all direct or all circuit addresses "
+                            "through relay members (/p2p-circuit), not both")
 
 
 def roster_to_toml(roster: Roster, head: list[str] | None = None, tail: list[str] | None = None) -> str:

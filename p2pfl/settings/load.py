@@ -110,6 +110,9 @@ def _check_node(s: NodeSettings, files: dict[str, Path]) -> None:
 
     if not s.node.name:
         raise bad("node.name", "is required (this hospital's name in the roster)", node_file)
+    if s.node.relay and s.node.reachability != "direct":
+        raise bad("node.relay", "needs reachability = \"direct\": a relay must accept the inbound "
+                  "connections of the members it serves", node_file)
     p = s.privacy
     if p.noise < 0 or not p.clip > 0 or not 0 < p.delta < 1 or p.max_epsilon < 0:
         raise bad("[privacy]", "needs noise >= 0, clip > 0, 0 < delta < 1 and max_epsilon >= 0")

@@ -37,7 +37,14 @@ class NodeSection:
     key_file: str = setting("node.key", "`p2pfl keygen --out node.key` writes it (mode 0600)")
     passphrase_env: str = setting("", "if the key is encrypted: the environment variable holding "
                                   "the passphrase")
-    listen: str = setting("/ip4/0.0.0.0/tcp/9001", "open this TCP port to the other members")
+    listen: str = setting("/ip4/0.0.0.0/tcp/9001", "open this TCP port to the other members "
+                          "(not used with reachability = \"outbound\")")
+    reachability: str = setting("direct", "direct: the other members can connect to `listen`; "
+                                "outbound: this node cannot accept inbound connections, listens "
+                                "nowhere and is reached through the relay members its roster "
+                                "addresses name (/p2p-circuit)", F.one_of("direct", "outbound"))
+    relay: bool = setting(False, "offer a circuit relay to roster members that cannot accept "
+                          "inbound connections (needs reachability = \"direct\")")
     state_dir: str = setting("state", "checkpoint.pt and metrics.jsonl go here")
     roster: str = setting("roster.toml", "the consortium's members: name, peer_id, addresses")
     plan: str = setting("plan.toml", "the consortium's plan (task, features, model, training, "
