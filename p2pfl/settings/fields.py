@@ -147,6 +147,13 @@ MIXING = Concept("metropolis_hastings", "mixing weights: metropolis_hastings, ma
 AGGREGATOR = Concept("mean", choices.aggregator_help, _aggregator)
 COMPRESSION = Concept("none", choices.compression_help, _compression)
 DP_DELTA = Concept(1e-5, "DP-SGD: epsilon is reported at this delta")
+GOSSIP_MODE = Concept("sync", "sync: every round waits for the in-neighbours (or the deadline); async: "
+                      "no barrier, each node mixes the latest model it holds from each in-neighbour, "
+                      "discounted by its staleness (p2pfl.gossip.staleness)", one_of("sync", "async"))
+MAX_STALENESS = Concept(4, "async: models more than this many local rounds old are left out of a mix",
+                        at_least(0))
+STALENESS_ALPHA = Concept(0.5, "async: a model a rounds old counts (1 + a) ** -alpha of its weight",
+                          lambda v: None if v >= 0 else "must be 0 or more")
 # Options of a data source (p2pfl.learning.sources: DataSource.options), here the sql source's.
 SQL_QUERY = Concept("", "sql source: the SELECT that gives the rows, in its order (or sql_table)",
                     _sql_query)

@@ -137,6 +137,9 @@ class GossipSection:
                                    positive("seconds"), local=True)
     aggregator: str = F.AGGREGATOR.field()
     compression: str = F.COMPRESSION.field()
+    mode: str = F.GOSSIP_MODE.field()
+    max_staleness: int = F.MAX_STALENESS.field()
+    staleness_alpha: float = F.STALENESS_ALPHA.field()
     max_update_mb: float = setting(512.0, "larger updates are refused before they are read",
                                    positive(), local=True)
     report_timeout: float = setting(60.0, "seconds to wait, when training ends, for every member's "
