@@ -33,6 +33,7 @@ from p2pfl.net import checkpoint
 from p2pfl.net.eventlog import EventLog
 from p2pfl.net.membership import Era, Membership
 from p2pfl.net.state_lock import StateLock
+from p2pfl.protocol.async_rounds import AsyncMachine
 from p2pfl.protocol.checks import Spec
 from p2pfl.protocol.consortium import Consortium
 from p2pfl.protocol.identity import Ed25519PrivateKey, peer_id_of
@@ -95,7 +96,7 @@ class Gossip:
     format: UpdateFormat
     consortium: Consortium
     plan: dict[str, object]  # the sections the consortium ID was derived from (the hello says them)
-    machine: RoundMachine
+    machine: RoundMachine | AsyncMachine
     start_round: int
     membership: Membership
 
@@ -151,14 +152,7 @@ def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster | No
                              aggregator, initial, identity.members, restarted=start > 0,
                              static=not topology.time_varying)
     plan, consortium = era.plan, era.consortium
-    # a catch-up needs the word of more members than the aggregator tolerates (rounds.py)
-    machine = RoundMachine(identity.self_id, identity.members, topology, learner.specs,
-                           learner.params(), start_round=start, rounds=t.rounds,
-                           validate=fmt.validator.check, catch_up=fmt.choco is None,
-                           quorum=max(2, aggregator.tolerates() + 1))
-    for later in membership.eras:
-        if later.start > era.start:
-            machine.schedule(Epoch(later.start, tuple(later.members), later.topology))
+    machine = _machine(settings, identity, membership, era, learner, fmt, aggregator, start)
     gossip = Gossip(topology, aggregator, fmt, consortium, plan, machine, start, membership)
     log.info("loaded", peer_id=identity.self_id, index=identity.index, members=len(identity.members),
              train_rows=len(learner.data.y_train), params=learner.n_params,
@@ -182,6 +176,32 @@ def find_identity(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster
                         f"{roster.members[index].name!r}")
     return Identity(key, roster, self_id, index, [m.peer_id for m in roster.members],
                     {m.peer_id: m.name for m in roster.members})
+
+
+def _machine(settings: NodeSettings, identity: Identity, membership: Membership, era: Era, learner: Learner,
+             fmt: UpdateFormat, aggregator: Aggregator, start: int) -> RoundMachine | AsyncMachine:
+    """The round machine of gossip.mode: synchronous, with an epoch per later roster version;
+    or asynchronous (p2pfl.protocol.async_rounds), for a roster that does not change."""
+    g, t = settings.gossip, settings.training
+    later = [e for e in membership.eras if e.start > era.start]
+    if g.mode == "async":
+        if later or membership.eras[0].start > 0:
+            raise UserError("gossip.mode = \"async\" runs with a roster that does not change: this "
+                            f"node holds roster versions up to {membership.head.version}; use "
+                            "gossip.mode = \"sync\"")
+        if fmt.choco is not None:
+            raise UserError(f"gossip.compression {g.compression} (CHOCO) needs gossip.mode = \"sync\"")
+        return AsyncMachine(identity.self_id, identity.members, era.topology, learner.specs, learner.params(),
+                            start_round=start, rounds=t.rounds, validate=fmt.validator.check,
+                            max_staleness=g.max_staleness, alpha=g.staleness_alpha)
+    # a catch-up needs the word of more members than the aggregator tolerates (rounds.py)
+    machine = RoundMachine(identity.self_id, identity.members, era.topology, learner.specs,
+                           learner.params(), start_round=start, rounds=t.rounds,
+                           validate=fmt.validator.check, catch_up=fmt.choco is None,
+                           quorum=max(2, aggregator.tolerates() + 1))
+    for e in later:
+        machine.schedule(Epoch(e.start, tuple(e.members), e.topology))
+    return machine
 
 
 def _identity_in(settings: NodeSettings, key: Ed25519PrivateKey, era: Era) -> Identity:

@@ -142,6 +142,8 @@ class Node(MembershipMixin):
         self.exit_code = EXIT_OK
         self.model_lock = trio.Lock()
         self.sends_in_flight = 0
+        self.asynchronous = self.settings.gossip.mode == "async"
+        self.mailbox: dict[str, tuple[int, object]] = {}  # async: the newest update to send each peer
         self.host = None
         self.nursery: trio.Nursery | None = None
 
@@ -516,9 +518,30 @@ class Node(MembershipMixin):
         data = await trio.to_thread.run_sync(build)
         self._set_state(State.EXCHANGING)
         self._wired(action.round).set()
+        if self.asynchronous:
+            for peer in action.peers:
+                self._post(peer, action.round, data)
+            return
         for peer in action.peers:
             self.nursery.start_soon(self._send_one, peer, action.round, data)
         self.nursery.start_soon(self._deadline, action.round)
+
+    def _post(self, peer: str, round: int, data) -> None:
+        """Async gossip: send `peer` this update, or, while one to it is on the way, send this
+        one after it instead of any older one waiting (a peer gets the newest, one at a time)."""
+        if self.status_gossip.is_done(peer):
+            return  # it finished every round: it reads no more updates
+        waiting = peer in self.mailbox
+        self.mailbox[peer] = (round, data)
+        if not waiting:
+            self.nursery.start_soon(self._drain, peer)
+
+    async def _drain(self, peer: str) -> None:
+        while peer in self.mailbox:
+            round, data = self.mailbox[peer]
+            await self._send_one(peer, round, data)
+            if self.mailbox.get(peer, (None, None))[1] is data:
+                del self.mailbox[peer]
 
     async def _deadline(self, round: int) -> None:
         await trio.sleep(self.settings.gossip.round_timeout)
@@ -679,13 +702,7 @@ class Node(MembershipMixin):
 
     def _refuse(self, peer: str, round: int) -> str | None:
         """Why an announced update is not worth reading (checked before the payload)."""
-        if round < self.machine.round:
-            return f"stale: this node is at round {self.machine.round}"
-        if self.machine.rounds is not None and round >= self.machine.rounds:
-            return f"round {round} is past the last round"
-        if peer not in self.machine.in_peers(round):
-            return f"not an in-neighbour in round {round}"
-        return None
+        return self.machine.refusal(peer, round)
 
     def _wired(self, round: int) -> trio.Event:
         """Set once this round's own update is built (CHOCO: own public copy updated)."""

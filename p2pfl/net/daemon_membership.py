@@ -68,6 +68,8 @@ class MembershipMixin:
         reason = self.membership.refusal(version, self.machine.round, where=f"roster version from {who}")
         if reason is None and self.format.choco is not None:
             reason = "roster changes need a gossip.compression without CHOCO"
+        if reason is None and self.asynchronous:
+            reason = "roster changes need gossip.mode = \"sync\""
         if reason is not None:
             self.log.warn_limited("roster_version_refused", source, source=who, version=version.version,
                                   reason=reason)

@@ -140,6 +140,11 @@ class StatusGossip:
                 new.append(origin)
         return new
 
+    def is_done(self, member: str) -> bool:
+        """Whether `member` said it has finished every round."""
+        held = self._held(member)
+        return held is not None and held.state in (State.DONE, State.REPORTING)
+
     def _held(self, origin: str) -> StatusLine | None:
         held = self.lines.get(origin)
         return held[0] if held else None

@@ -295,6 +295,17 @@ class RoundMachine:
         jump = self._maybe_catch_up()
         return [checkpoint] + (jump or self.start())
 
+    def refusal(self, sender: str, round: int) -> str | None:
+        """Why an announced update of `round` from `sender` is not worth reading (checked
+        before the payload; None: read it)."""
+        if round < self.round:
+            return f"stale: this node is at round {self.round}"
+        if self.rounds is not None and round >= self.rounds:
+            return f"round {round} is past the last round"
+        if sender not in self.in_peers(round):
+            return f"not an in-neighbour in round {round}"
+        return None
+
     # -- neighbourhood of a round ---------------------------------------------------------
 
     def out_peers(self, round: int) -> list[str]:
