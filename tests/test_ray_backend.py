@@ -53,19 +53,20 @@ ray.shutdown()
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(tmp_path_factory):
     """HOST:PORT of a local Ray cluster in a child process, shut down after the module."""
-    with pytest.MonkeyPatch.context() as mp:
+    log = tmp_path_factory.mktemp("ray") / "cluster.log"
+    with pytest.MonkeyPatch.context() as mp, log.open("w") as err:
         for key, value in DRIVER_ENV.items():
             mp.setenv(key, value)  # before this process imports ray
         mp.delenv("RAY_ADDRESS", raising=False)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         proc = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+                                stdout=subprocess.PIPE, stderr=err, env=env, text=True)
         try:
             ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
             line = proc.stdout.readline().strip() if ready else ""
-            assert line, "the local Ray cluster did not start"
+            assert line, f"the local Ray cluster did not start: {log.read_text()[-2000:]}"
             port = line.rpartition(":")[2]
             yield f"127.0.0.1:{port}"
         finally:
@@ -206,8 +207,9 @@ def test_a_local_ray_is_started_for_the_command_with_jobs_cpus(experiment_file, 
         "address": "local", "num_cpus": 3, "include_dashboard": False, "log_to_driver": False}
 
 
-def test_address_goes_with_the_ray_backend(experiment_file, capsys):
-    assert main(["experiment", str(experiment_file), "--address", "127.0.0.1:6379",
-                 "--out", str(experiment_file.parent / "local")]) == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "p2pfl: error: --address names a Ray cluster: it goes with --backend ray"]
+def test_address_goes_with_the_ray_backend(experiment_file, jobs_1, capsys):
+    for out in (experiment_file.parent / "local", jobs_1):  # even with nothing left to run
+        assert main(["experiment", str(experiment_file), "--address", "127.0.0.1:6379",
+                     "--out", str(out)]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            "p2pfl: error: --address names a cluster: it goes with --backend ray, not local"]

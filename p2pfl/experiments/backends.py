@@ -38,11 +38,13 @@ class Session(Protocol):
 
 @dataclass(frozen=True)
 class Backend:
-    """One backend: its --backend name, a line of help, and how to open it (jobs, address)."""
+    """One backend: its --backend name, a line of help, how to open it (jobs, address), and
+    whether it takes an --address (a cluster's)."""
 
     name: str
     summary: str
     open: Callable[[int, str | None], AbstractContextManager[Session]]
+    takes_address: bool = False
 
 
 class LocalSession:
@@ -80,23 +82,25 @@ class LocalSession:
 
 @contextmanager
 def _open_local(jobs: int, address: str | None) -> Iterator[LocalSession]:
-    if address is not None:
-        raise UserError("--address names a Ray cluster: it goes with --backend ray")
     yield LocalSession(jobs)
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("local", "worker processes on this machine (--jobs of them)", _open_local),
     Backend("ray", "Ray tasks on a Ray cluster (--address, RAY_ADDRESS, or a local Ray)",
-            ray_backend.open_session),
+            ray_backend.open_session, takes_address=True),
 )}
 BACKEND_NAMES = tuple(BACKENDS)
 
 
-def get_backend(name: str) -> Backend:
-    """The backend called `name`; a UserError listing them when there is none."""
+def get_backend(name: str, address: str | None = None) -> Backend:
+    """The backend called `name`, checked against `address`; a UserError when there is none or
+    it takes no address."""
     if name not in BACKENDS:
         raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if address is not None and not BACKENDS[name].takes_address:
+        takers = ", ".join(b.name for b in BACKENDS.values() if b.takes_address)
+        raise UserError(f"--address names a cluster: it goes with --backend {takers}, not {name}")
     return BACKENDS[name]
 
 

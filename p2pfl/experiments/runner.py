@@ -71,7 +71,7 @@ def run_experiment(
 
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
-    chosen = get_backend(backend)
+    chosen = get_backend(backend, address)
     start = time.perf_counter()
     out = Path(out)
     plan = plan_runs(exp)

@@ -141,7 +141,7 @@ def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bo
         pooled = data.pooled()
         runs.append(_run("centralized", cfg, model, opt, pooled, None, progress,
                          batch_size=min(cfg.batch_size * cfg.nodes, len(pooled.y)), opts=opts, device=dev))
-    return SimResult(cfg, gap, num_params(model), runs, time.perf_counter() - start, dev)
+    return SimResult(cfg, gap, num_params(model), runs, time.perf_counter() - start, device=dev)
 
 
 def baseline(cfg: SimConfig, name: str) -> RunResult:
