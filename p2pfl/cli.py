@@ -13,9 +13,11 @@ from pathlib import Path
 from p2pfl import __version__
 from p2pfl.components import EXTENSION_POINTS
 from p2pfl.errors import BAD_INPUT, EXIT_INVALID, EXIT_OK, UserError, exit_code_of
+from p2pfl.experiments.backends import BACKEND_NAMES
 from p2pfl.settings import choices
 from p2pfl.settings.fields import help_of
 from p2pfl.settings.sim import SimConfig
+from p2pfl.sim.device import DEVICES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
                        formatter_class=_HelpFormatter)
     s.add_argument("--config", type=Path, help="TOML file with the same keys as the flags")
     _add_setting_flags(s, SimConfig)
+    _add_device_flag(s)
     s.add_argument("--json", action="store_true", help="print one JSON summary to stdout")
     s.set_defaults(func=_cmd_simulate)
 
@@ -63,7 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("file", type=Path, help="experiment TOML file, e.g. simulations/topologies.toml")
     e.add_argument("--out", type=Path, help="results folder (default: results/NAME beside the file)")
     e.add_argument("--quick", action="store_true", help="the file's [quick] smoke-test grid")
-    e.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    e.add_argument("--jobs", type=int, default=1, help="worker processes (default 1); with --backend ray "
+                   "and no --address, the CPUs of the local Ray")
+    e.add_argument("--backend", default="local", choices=BACKEND_NAMES,
+                   help="where the runs execute: local worker processes (default), or ray: Ray tasks on "
+                   "the cluster at --address (or RAY_ADDRESS; default: a local Ray for this command)")
+    e.add_argument("--address", metavar="ADDR", help="with --backend ray: the Ray cluster, e.g. HOST:6379 "
+                   "or ray://HOST:10001")
+    _add_device_flag(e)
     e.set_defaults(func=_cmd_experiment)
 
     n = sub.add_parser("node", help="run this hospital's node daemon")
@@ -276,6 +286,12 @@ def _add_setting_flags(parser: argparse.ArgumentParser, schema: type) -> None:
             kwargs["metavar"] = f.metadata["metavar"]
         action = target.add_argument("--" + f.name.replace("_", "-"), **kwargs)  # type: ignore[arg-type]
         _lazy_help(action, lambda f=f, suffix=suffix: help_of(f) + suffix)
+
+
+def _add_device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", choices=DEVICES,
+                        help="where the vectorized engine computes: cpu (default), cuda (a GPU), or auto "
+                        "(cuda when there is one); not part of a run's settings or key")
 
 
 def _lazy_help(action: argparse.Action, text: typing.Callable[[], str]) -> None:
@@ -560,10 +576,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from p2pfl.sim.report import summary, write_outputs
     from p2pfl.sim.runner import simulate
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("config", "json", "func")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "json", "func", "device")}
     cfg = sim_config(args.config, flags)
     with _progress() as progress:
-        result = simulate(cfg, progress)
+        result = simulate(cfg, progress, device=args.device)
     if cfg.out:
         for path in write_outputs(result, Path(cfg.out)):
             print(f"wrote {path}", file=sys.stderr)
@@ -583,11 +599,13 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
     exp = load_experiment(args.file, quick=args.quick)
     with _progress() as progress:
-        report = run_experiment(exp, args.out or default_out(exp), jobs=args.jobs, progress=progress)
+        report = run_experiment(exp, args.out or default_out(exp), jobs=args.jobs, progress=progress,
+                                backend=args.backend, address=args.address, device=args.device)
     for path in report.written:
         print(f"wrote {path}", file=sys.stderr)
+    where = f" ({args.backend}, {' and '.join(report.devices)})" if report.devices else ""
     print(f"{exp.name}: {report.planned} runs ({report.skipped} already done, {report.ran} run now) "
-          f"in {report.wall_seconds:.1f} s", file=sys.stderr)
+          f"in {report.wall_seconds:.1f} s{where}", file=sys.stderr)
     print(report.table, end="")
     return 0
 

@@ -2,27 +2,29 @@
 
 Runs already in the results folder (matched by their key, a hash of the full settings) are
 skipped, and every finished run is saved at once, so an interrupted sweep is resumed by running
-the same command again. With jobs > 1 the runs go to worker processes; only JSON strings cross
-the process boundary.
+the same command again. The runs go to a backend (p2pfl.experiments.backends): this process or
+`jobs` worker processes, or Ray tasks; only JSON strings cross the process boundary. The device
+(`--device`) travels in the job, beside the settings: it is not part of a run's key.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from p2pfl.errors import BAD_INPUT, UserError
+from p2pfl.experiments.backends import Session, get_backend
 from p2pfl.experiments.spec import Experiment, PlannedRun, load_experiment, plan_runs
 from p2pfl.experiments.store import ResultsStore
 from p2pfl.learning.sources import resolve_spec, source_options
 from p2pfl.settings.sim import SimConfig
+from p2pfl.sim.device import DEVICES, resolve_device
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -40,6 +42,7 @@ class SweepReport:
     wall_seconds: float
     written: list[Path] = field(default_factory=list)
     table: str = ""
+    devices: list[str] = field(default_factory=list)  # where the runs of this sweep ran (none: none ran)
 
 
 def default_out(exp: Experiment) -> Path:
@@ -58,14 +61,17 @@ def command(exp: Experiment) -> str:
 
 
 def run_experiment(
-    exp: Experiment, out: Path, jobs: int = 1, progress: Progress | None = None
+    exp: Experiment, out: Path, jobs: int = 1, progress: Progress | None = None, backend: str = "local",
+    address: str | None = None, device: str = "cpu",
 ) -> SweepReport:
-    """Run every unfinished run of the experiment into `out`, then write tables and plots."""
+    """Run every unfinished run of the experiment into `out` on `backend` (local, ray; `address`:
+    the Ray cluster) and `device` (cpu, cuda, auto), then write tables and plots."""
     from p2pfl.experiments.plots import write_plots
     from p2pfl.experiments.tables import markdown_table, summarize, write_tables
 
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
+    chosen = get_backend(backend, address)
     start = time.perf_counter()
     out = Path(out)
     plan = plan_runs(exp)
@@ -83,17 +89,24 @@ def run_experiment(
             progress(what, finished + t, total)
 
     on_round(0)
-    for run, result in _execute_all(exp, todo, jobs, on_round if exp.kind == "train" else None):
-        row, history = result_rows(exp, run, result)
-        store.add(row, history)
-        finished += _units(run)
-        on_round(0)
+    devices: list[str] = []
+    if todo:
+        with chosen.open(jobs, address) as session:
+            devices = _devices(exp, todo, device, session)
+            specs = _jobs(exp, todo, devices)
+            tick = on_round if exp.kind == "train" else None
+            with closing(session.run(specs, execute, tick)) as results:
+                for i, text in results:
+                    row, history = result_rows(exp, todo[i], _checked_result(exp, todo[i], text))
+                    store.add(row, history)
+                    finished += _units(todo[i])
+                    on_round(0)
     written = [out / "results.csv", *([out / "history.csv"] if exp.kind == "train" else [])]
     written += write_tables(exp, plan, out, command(exp))
     written += write_plots(exp, plan, out)
     table = markdown_table(exp, summarize(exp, plan, out))
     return SweepReport(out, len(plan), len(plan) - len(todo), len(todo), time.perf_counter() - start,
-                       written, table)
+                       written, table, sorted(set(devices)))
 
 
 def check_plan(exp: Experiment, plan: list[PlannedRun]) -> None:
@@ -150,7 +163,7 @@ def resolved(cfg: SimConfig, base: Path) -> SimConfig:
 
 
 def execute(job: str, on_round: Callable[[int], None] | None = None) -> str:
-    """Run one job (JSON: kind, run, config, base) and return its result as JSON.
+    """Run one job (JSON: kind, run, config, base, device) and return its result as JSON.
 
     `on_round(t)` is called after each training round. Errors come back as
     {"error": message, "user": bool}, so that only strings cross processes.
@@ -167,7 +180,8 @@ def execute(job: str, on_round: Callable[[int], None] | None = None) -> str:
             from p2pfl.sim.runner import simulate
 
             tick = None if on_round is None else (lambda _name, t, _total: on_round(t))
-            result = simulate(cfg, tick, decentralized=spec["run"] == "decentralized")
+            result = simulate(cfg, tick, decentralized=spec["run"] == "decentralized",
+                              device=spec.get("device", "cpu"))
             rows = result.runs[0].rows
             gap = result.spectral_gap if spec["run"] == "decentralized" else float("nan")
             out = {"final": {**rows[-1], "spectral_gap": gap, "n_params": result.n_params}, "history": rows}
@@ -195,35 +209,35 @@ def result_rows(exp: Experiment, run: PlannedRun, result: dict[str, object]) -> 
     return row, list(result["history"])  # type: ignore[call-overload]
 
 
-def _jobs(exp: Experiment, todo: list[PlannedRun]) -> list[str]:
+def _jobs(exp: Experiment, todo: list[PlannedRun], devices: list[str] | None = None) -> list[str]:
+    """The JSON job of each run: what `execute` reads (the device beside the settings, not in them)."""
     base = str(exp.path.parent.resolve())
-    return [json.dumps({"kind": exp.kind, "run": r.run, "config": r.config.to_dict(), "base": base})
-            for r in todo]
+    devices = devices or ["cpu"] * len(todo)
+    return [json.dumps({"kind": exp.kind, "run": r.run, "config": r.config.to_dict(), "base": base,
+                        "device": d}) for r, d in zip(todo, devices, strict=True)]
+
+
+def _devices(exp: Experiment, todo: list[PlannedRun], device: str, session: Session) -> list[str]:
+    """The device of each run for `--device`: a GPU only for vectorized training runs (consensus
+    runs train nothing); one UserError line for cuda where the session's workers have none."""
+    if device not in DEVICES:
+        resolve_device(device)  # the error that lists the devices
+    if exp.kind != "train" or device == "cpu":
+        return ["cpu"] * len(todo)
+    cuda = session.has_cuda()
+    if device == "cuda" and not cuda:
+        raise UserError(f"--device cuda: {session.no_gpu}; use --device cpu or auto")
+    out = []
+    for run in todo:
+        try:
+            out.append(resolve_device(device, run.config.engine, cuda=cuda))
+        except UserError as exc:
+            raise UserError(f"{exp.path}: {describe(exp, run)}: {exc}") from None
+    return out
 
 
 def _units(run: PlannedRun) -> int:
     return 1 if run.run == "consensus" else run.config.rounds
-
-
-def _execute_all(exp: Experiment, todo: list[PlannedRun], jobs: int,
-                 on_round: Callable[[int], None] | None) -> Iterator[tuple[PlannedRun, dict]]:
-    """Yield (run, result) as runs finish; a failed run stops the sweep with its error."""
-    specs = _jobs(exp, todo)
-    if jobs == 1 or len(todo) <= 1:
-        with _single_thread():
-            for run, spec in zip(todo, specs, strict=True):
-                yield run, _checked_result(exp, run, execute(spec, on_round))
-        return
-    import multiprocessing
-
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker)
-    try:
-        futures = {pool.submit(execute, spec): run for run, spec in zip(todo, specs, strict=True)}
-        for fut in as_completed(futures):
-            yield futures[fut], _checked_result(exp, futures[fut], fut.result())
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _checked_result(exp: Experiment, run: PlannedRun, text: str) -> dict:
@@ -232,28 +246,3 @@ def _checked_result(exp: Experiment, run: PlannedRun, text: str) -> dict:
         message = f"{exp.path}: {describe(exp, run)}: {result['error']}"
         raise UserError(message) if result["user"] else RuntimeError(message)
     return result
-
-
-class _single_thread:
-    """torch.set_num_threads(1) for the runs of this process (restored afterwards), like the workers."""
-
-    def __enter__(self) -> None:
-        import torch
-
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc: object) -> None:
-        import torch
-
-        torch.set_num_threads(self.before)
-
-
-def _init_worker() -> None:
-    import signal
-
-    import torch
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent
-    torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -106,7 +106,9 @@ def private_mean(
         factor = factor * valid.to(grads.dtype)
     total = torch.einsum("nb,nbp->np", factor, grads)
     if noise > 0:
-        total = total + noise * clip * torch.randn(total.shape, generator=generator, dtype=total.dtype)
+        # Drawn where the generator lives (the CPU), then moved: the same noise on any device.
+        draw = torch.randn(total.shape, generator=generator, dtype=total.dtype)
+        total = total + noise * clip * draw.to(total.device)
     if denominator is not None:
         return total / float(denominator)
     count = grads.shape[1] if valid is None else valid.to(grads.dtype).sum(dim=1, keepdim=True).clamp_min(1.0)

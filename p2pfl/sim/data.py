@@ -63,6 +63,14 @@ class NodeData:
             n_classes=ds.n_classes,
         )
 
+    def to(self, device: torch.device | str) -> NodeData:
+        """The tensors on `device` (this object itself when they are there already)."""
+        if self.x.device == torch.device(device):
+            return self
+        x, y, offsets, x_test, y_test = (t.to(device) for t in (self.x, self.y, self.offsets, self.x_test,
+                                                                 self.y_test))
+        return NodeData(x, y, offsets, self.sizes, x_test, y_test, self.n_classes)
+
     def pooled(self) -> NodeData:
         """All rows as a single node (for the centralized baseline)."""
         return NodeData(

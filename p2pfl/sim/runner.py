@@ -26,6 +26,7 @@ from p2pfl.settings.load import sim_schema
 from p2pfl.settings.sim import BASELINES, ENGINES, SimConfig, local_steps
 from p2pfl.sim.attacks import byzantine_nodes, poisoned_data
 from p2pfl.sim.data import NodeData
+from p2pfl.sim.device import resolve_device
 from p2pfl.sim.exchange import Exchange
 from p2pfl.sim.faults import RoundFaults
 from p2pfl.sim.metrics import average_buffers, consensus_distance, node_accuracies, probabilities
@@ -74,6 +75,7 @@ class SimResult:
     n_params: int
     runs: list[RunResult]
     wall_seconds: float = 0.0
+    device: str = "cpu"  # where the engine ran: cpu or cuda
 
     @property
     def main(self) -> RunResult:
@@ -117,23 +119,29 @@ def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
     return ds, NodeData.build(ds, part), topo
 
 
-def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bool = True) -> SimResult:
-    """Run decentralized training (unless `decentralized` is False), then the requested baseline."""
+def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bool = True,
+             device: str = "cpu") -> SimResult:
+    """Run decentralized training (unless `decentralized` is False), then the requested baseline.
+
+    `device` is cpu, cuda or auto (p2pfl.sim.device): where the vectorized engine computes.
+    """
     start = time.perf_counter()
+    dev = resolve_device(device, cfg.engine)
     ds, data, topo = prepare(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, ds.input_shape, ds.n_classes, parse_hidden(cfg.hidden), cfg.seed)
     opt = OptimConfig(name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
     gap = topo.spectral_gap()
     opts = parse_robustness(cfg)
-    runs = [_run("decentralized", cfg, model, opt, data, topo, progress, opts=opts)] if decentralized else []
+    runs = ([_run("decentralized", cfg, model, opt, data, topo, progress, opts=opts, device=dev)]
+            if decentralized else [])
     if cfg.baseline == "local":
-        runs.append(_run("local", cfg, model, opt, data, None, progress, opts=opts))
+        runs.append(_run("local", cfg, model, opt, data, None, progress, opts=opts, device=dev))
     elif cfg.baseline == "centralized":
         pooled = data.pooled()
         runs.append(_run("centralized", cfg, model, opt, pooled, None, progress,
-                         batch_size=min(cfg.batch_size * cfg.nodes, len(pooled.y)), opts=opts))
-    return SimResult(cfg, gap, num_params(model), runs, time.perf_counter() - start)
+                         batch_size=min(cfg.batch_size * cfg.nodes, len(pooled.y)), opts=opts, device=dev))
+    return SimResult(cfg, gap, num_params(model), runs, time.perf_counter() - start, device=dev)
 
 
 def baseline(cfg: SimConfig, name: str) -> RunResult:
@@ -154,6 +162,7 @@ def _run(
     progress: Progress | None,
     batch_size: int | None = None,
     opts: Robustness | None = None,
+    device: str = "cpu",
 ) -> RunResult:
     """One run: `topo` None means no communication (local baseline, or a single node).
 
@@ -166,7 +175,8 @@ def _run(
         data = poisoned_data(opts.attack, data, bad)
     honest = torch.from_numpy(np.flatnonzero(~bad))
     if cfg.engine == "vectorized":
-        engine = VectorizedEngine(model, data, opt, flatten(model), dp=opts.dp, seed=cfg.seed, name=cfg.model)
+        engine = VectorizedEngine(model, data, opt, flatten(model), dp=opts.dp, seed=cfg.seed, name=cfg.model,
+                                  device=device)
     else:
         engine = ReferenceEngine(model, data, opt, flatten(model), dp=opts.dp, seed=cfg.seed)
     batch = batch_size or cfg.batch_size
