@@ -372,10 +372,6 @@ class Node(MembershipMixin):
         finally:
             self.status_streams[peer] -= 1
         self.status_gossip.spread(new, self._neighbours(), came_from=peer)
-        if self.asynchronous:  # an async node goes on while an in-neighbour has rounds to do
-            for member in new:
-                if self.status_gossip.round_of(member) >= self.settings.training.rounds:
-                    self.machine.peer_done(member)
 
     def _opener(self, protocol: str):
         """A function that opens a stream of `protocol` to a member, connecting first."""

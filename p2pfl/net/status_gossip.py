@@ -140,11 +140,6 @@ class StatusGossip:
                 new.append(origin)
         return new
 
-    def round_of(self, member: str) -> int:
-        """The rounds `member` said it has done (-1: nothing heard)."""
-        held = self._held(member)
-        return -1 if held is None else held.round
-
     def is_done(self, member: str) -> bool:
         """Whether `member` said it has finished every round."""
         held = self._held(member)

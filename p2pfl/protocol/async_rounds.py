@@ -7,11 +7,6 @@ ahead of it; models older than `max_staleness` rounds are left out). An arriving
 replaces the one held from its sender, if it is newer; nothing waits for it. So a slow member
 slows no one: its updates just arrive older.
 
-When does it end? `rounds` counts the rounds of the slowest member: a node that has done them
-goes on training and mixing while an in-neighbour has not said it has done them too (its
-status line, p2pfl.net.status_gossip), so the fast members' last models hold the slow one's
-last work; at most EXTRA x `rounds` rounds, for a neighbour that never says so (it died).
-
 It answers the same events and returns the same actions as `rounds.RoundMachine` (Train, Send,
 Aggregate, Checkpoint, Done, Reject), so the daemon drives either. A restarted node has no
 catch-up to do: it goes on from its checkpoint and its neighbours' newer models simply have
@@ -31,7 +26,6 @@ from p2pfl.protocol.messages import InvalidMessage, ModelUpdate
 from p2pfl.protocol.rounds import Action, Aggregate, Checkpoint, Done, Reject, Send, Train
 
 State = dict[str, torch.Tensor]
-EXTRA = 4  # a node goes on at most to EXTRA x rounds while an in-neighbour is not done
 
 
 class AsyncMachine:
@@ -54,16 +48,13 @@ class AsyncMachine:
         self.held: dict[str, tuple[int, State]] = {}  # sender -> (its round, its checked model)
         self.training = False
         self.catch_up = False  # nothing to catch up: a restarted node goes on from its checkpoint
-        self.finished: set[str] = set()  # members that said they are done
 
     # -- events ---------------------------------------------------------------------------
 
     def start(self) -> list[Action]:
-        """Train the current round, or report that every round is done (see the module doc)."""
+        """Train the current round, or report that every round is done."""
         if self.rounds is not None and self.round >= self.rounds:
-            waiting = [p for p in self.in_peers(self.round) if p not in self.finished]
-            if not waiting or self.round >= self.last_round:
-                return [Done(self.round)]
+            return [Done(self.round)]
         self.training = True
         return [Train(self.round, self.params)]
 
@@ -97,15 +88,6 @@ class AsyncMachine:
         self.held[sender] = (r, tensors)
         return []
 
-    def peer_done(self, member: str) -> None:
-        """`member` said it has done `rounds` rounds."""
-        self.finished.add(member)
-
-    @property
-    def last_round(self) -> int:
-        """No update of this round or later is read; a node stops before it at the latest."""
-        return EXTRA * self.rounds if self.rounds is not None else 2**31
-
     def deadline_passed(self, round: int) -> list[Action]:
         """Nothing waits for a deadline here."""
         return []
@@ -125,8 +107,8 @@ class AsyncMachine:
             return "sender is not a member of the roster"
         if sender == self.self_id:
             return "update claims to come from this node"
-        if round >= self.last_round:
-            return f"round {round} is past the last round {self.last_round - 1}"
+        if self.rounds is not None and round >= self.rounds:
+            return f"round {round} is past the last round {self.rounds - 1}"
         if sender not in self.in_peers(round):
             return f"not an in-neighbour in round {round}"
         if round <= self.held.get(sender, (-1,))[0]:

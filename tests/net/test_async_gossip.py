@@ -24,8 +24,7 @@ def test_async_nodes_go_on_while_a_member_is_stopped(consortium):
     assert c.wait() == dict.fromkeys(c.names, 0)
     for name in c.names:
         rows = c.metrics(name)
-        done = [r["round"] for r in rows]
-        assert done == list(range(len(done))) and 40 <= len(done) <= 160, name  # on while a neighbour is
+        assert [r["round"] for r in rows] == list(range(40)), name
         assert sum(bool(r["heard_from"]) for r in rows) >= 30, name  # it mixed others' models
         assert rows[-1]["val_accuracy"] > 0.85, name
     # hospital-3's neighbours kept mixing its last model while it was frozen (within the bound)
