@@ -1,13 +1,17 @@
 """Asynchronous gossip in the simulator (p2pfl.sim.asynchronous) and per-node speeds (sim/speeds)."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from p2pfl.cli import main
+from p2pfl.experiments.runner import load_experiment, plan_runs
 from p2pfl.experiments.spec import run_key
+from p2pfl.experiments.store import read_rows
+from p2pfl.experiments.tables import run_metrics
 from p2pfl.learning.batches import BatchPlan
 from p2pfl.learning.models import build_model
 from p2pfl.learning.params import flatten
@@ -172,3 +176,21 @@ def test_bad_async_input_is_one_line_exit_2(extra, message, capsys):
     assert main(small + extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("p2pfl: error: ") and message in err[0], err
+
+
+def test_time_to_sync_target_in_the_committed_async_experiment():
+    sims = Path(__file__).resolve().parents[1] / "simulations"
+    exp = load_experiment(sims / "async.toml")
+    plan = plan_runs(exp)
+    folder = sims / "results" / "async"
+    metrics = run_metrics(exp, plan, read_rows(folder / "results.csv"), read_rows(folder / "history.csv"))
+    history = read_rows(folder / "history.csv")
+    for run in plan:
+        if run.config.mode != "sync":
+            continue
+        rows = [r for r in history if r["key"] == run.key]
+        goal = 0.95 * float(rows[-1]["mean_local_accuracy"])
+        first = next(r for r in rows if float(r["mean_local_accuracy"]) >= goal)
+        assert metrics[run.key]["time_to_sync_target"] == float(first["time"])
+        slowest = max(parse_speeds(run.config.speeds, 16, run.seed))
+        assert float(first["time"]) == pytest.approx(float(first["round"]) * slowest, rel=1e-5)
