@@ -1,23 +1,26 @@
 """Asynchronous gossip in the simulator (`--mode async`): no round barrier, simulated time.
 
-Event-driven. Node i's local rounds end at the instants speed_i, 2 speed_i, ... (p2pfl.sim.speeds).
-When its k-th ends, node i
+Event-driven, the node daemon's rule (p2pfl.protocol.async_rounds) in simulated time. Node i's
+local rounds end at the instants speed_i, 2 speed_i, ... (p2pfl.sim.speeds). When its round k
+(counted from 0) ends, node i
 
-1. has trained one local round: the batches of round k-1 of a synchronous run (BatchPlan), so
-   the same seed gives the same data order in both modes;
-2. sends its fresh model to its out-neighbours; it arrives at once (communication takes no
-   simulated time) and replaces the model they held from i;
-3. mixes its fresh model with the latest model it holds from each in-neighbour, weighted by
-   `p2pfl.gossip.staleness.async_row` (ages in local rounds, k_i - k_j; a model older than
-   max_staleness is left out; a neighbour not heard from yet too): the AD-PSGD pattern (Lian et
-   al. 2018) with SWIFT's wait-free mixing (Bornstein et al. 2023) and FedAsync's staleness
+1. has trained one local round: the batches of round k of a synchronous run (BatchPlan), so the
+   same seed gives the same data order in both modes;
+2. sends its fresh model to its out-neighbours of round k; it arrives at once (communication
+   takes no simulated time) and replaces the model they held from i;
+3. mixes its fresh model with the latest model it holds from each in-neighbour of round k,
+   weighted by `p2pfl.gossip.staleness.async_row` (ages in local rounds, k_i - k_j; a model older
+   than max_staleness is left out; a neighbour not heard from yet too): the AD-PSGD pattern (Lian
+   et al. 2018) with SWIFT's wait-free mixing (Bornstein et al. 2023) and FedAsync's staleness
    discount (Xie et al. 2019).
 
-Nodes whose rounds end at the same instant all send before any of them mixes, so with equal
-speeds every node mixes its neighbours' fresh models (age 0, weights W): exactly D-PSGD.
+Each node stops after its own `rounds` local rounds, as the daemon does, so the run ends when the
+slowest node ends: after rounds x its local round, the time the synchronous run takes. Nodes
+whose rounds end at the same instant all send before any of them mixes, so with equal speeds
+every node mixes its neighbours' fresh models (age 0, weights W): exactly D-PSGD.
 
-Plain gossip only (no faults, attacks, compression, robust aggregation or DP), on a static
-topology, with the reference engine's per-node step (`ReferenceEngine.train_node`).
+Plain gossip only (no faults, attacks, compression, robust aggregation or DP), with the reference
+engine's per-node step (`ReferenceEngine.train_node`).
 """
 
 from __future__ import annotations
@@ -55,11 +58,8 @@ def check_settings(cfg: SimConfig) -> None:
     parse_speeds(cfg.speeds, cfg.nodes, cfg.seed)
 
 
-def check_async_run(opts: Robustness, topo: Topology) -> None:
+def check_async_run(opts: Robustness) -> None:
     """What asynchronous gossip in the simulator cannot run: one line naming it."""
-    if topo.time_varying:
-        raise UserError(f"--mode async needs a static topology: {topo.name} changes its graph every "
-                        "round, and asynchronous nodes share no round counter")
     given = [flag for flag, on in (
         ("--dp", opts.dp is not None), ("--attack", opts.attack is not None),
         ("--dropout/--stragglers/--message-loss", opts.faulty),
@@ -83,28 +83,46 @@ class MixStats:
                 "stale_fraction": self.stale / self.held if self.held else 0.0}
 
 
-class AsyncGossip:
-    """The state of an asynchronous run: each node's models, local rounds and held models."""
+@dataclass(frozen=True)
+class Links:
+    """Who mixes what in one round: each node's own weight, its (in-neighbour, weight) pairs and
+    the nodes it sends to."""
 
-    def __init__(self, engine: ReferenceEngine, w: sp.csr_matrix, plan: BatchPlan, speeds: np.ndarray,
-                 alpha: float, max_staleness: int, on_mix: MixHook | None = None):
+    own: np.ndarray
+    incoming: list[list[tuple[int, float]]]
+    outgoing: list[list[int]]
+
+    @classmethod
+    def of(cls, w: sp.csr_matrix) -> Links:
+        c = sp.csr_matrix(w, dtype=np.float64)
+        n = c.shape[0]
+        incoming = [[(int(j), float(v)) for j, v in zip(c.indices[c.indptr[i]:c.indptr[i + 1]],
+                                                        c.data[c.indptr[i]:c.indptr[i + 1]], strict=True)
+                     if j != i and v != 0] for i in range(n)]
+        outgoing: list[list[int]] = [[] for _ in range(n)]
+        for i, row in enumerate(incoming):
+            for j, _ in row:
+                outgoing[j].append(i)
+        return cls(c.diagonal(), incoming, outgoing)
+
+
+class AsyncGossip:
+    """The state of an asynchronous run: each node's models, local rounds and held models.
+
+    `rounds`: the local rounds each node does before it stops (None: no end).
+    """
+
+    def __init__(self, engine: ReferenceEngine, topo: Topology, plan: BatchPlan, speeds: np.ndarray,
+                 alpha: float, max_staleness: int, rounds: int | None = None, on_mix: MixHook | None = None):
         self.engine = engine
+        self.topo = topo
         self.plan = plan
         self.speeds = np.asarray(speeds, dtype=np.float64)
         self.alpha = float(alpha)
         self.max_staleness = int(max_staleness)
+        self.limit = rounds
         self.on_mix = on_mix
         n = len(self.speeds)
-        c = sp.csr_matrix(w, dtype=np.float64)
-        self.own = c.diagonal()
-        self.incoming: list[list[tuple[int, float]]] = [
-            [(int(j), float(v)) for j, v in zip(c.indices[c.indptr[i]:c.indptr[i + 1]],
-                                                c.data[c.indptr[i]:c.indptr[i + 1]], strict=True)
-             if j != i and v != 0] for i in range(n)]
-        self.outgoing: list[list[int]] = [[] for _ in range(n)]
-        for i, row in enumerate(self.incoming):
-            for j, _ in row:
-                self.outgoing[j].append(i)
         self.rounds = np.zeros(n, dtype=np.int64)  # local rounds each node has done
         self.held: list[dict[int, tuple[torch.Tensor, int]]] = [{} for _ in range(n)]  # j -> (model, k_j)
         self.last_loss = np.full(n, np.nan)  # of each node's latest local round
@@ -112,11 +130,14 @@ class AsyncGossip:
         self.stats = MixStats()
         self.time = 0.0
         self._steps: dict[int, list[Step]] = {}
+        self._links: dict[int, Links] = {}
 
     def advance(self, until: float) -> None:
         """Run every local round that ends at or before simulated time `until`, in time order."""
         while True:
             ends = (self.rounds + 1) * self.speeds
+            if self.limit is not None:
+                ends = np.where(self.rounds < self.limit, ends, np.inf)
             t = float(ends.min())
             if t > until * (1 + TIE):
                 break
@@ -126,26 +147,27 @@ class AsyncGossip:
 
     def _instant(self, nodes: np.ndarray) -> None:
         """The nodes whose local round ends now: all train, then all send, then each mixes."""
-        fresh: dict[int, torch.Tensor] = {}
+        fresh: dict[int, tuple[torch.Tensor, int]] = {}
         for i in nodes:
             k = int(self.rounds[i])
-            self.last_loss[i] = self.engine.train_node(int(i), self._round_steps(k))
+            self.last_loss[i] = self.engine.train_node(int(i), self._cached(self._steps, k, self.plan.round))
             self.rounds[i] = k + 1
-            fresh[int(i)] = flatten(self.engine.models[i])
-        for i, model in fresh.items():
-            for o in self.outgoing[i]:
-                self.held[o][i] = (model, int(self.rounds[i]))
-            self.messages += len(self.outgoing[i])
-        for i, model in fresh.items():
-            self._mix(i, model)
+            fresh[int(i)] = (flatten(self.engine.models[i]), k)
+        for i, (model, k) in fresh.items():
+            out = self._round_links(k).outgoing[i]
+            for o in out:
+                self.held[o][i] = (model, k + 1)
+            self.messages += len(out)
+        for i, (model, k) in fresh.items():
+            self._mix(i, model, self._round_links(k))
 
-    def _mix(self, i: int, own: torch.Tensor) -> None:
+    def _mix(self, i: int, own: torch.Tensor, links: Links) -> None:
         """Node i's fresh model mixed with the models it holds from its in-neighbours."""
-        if not self.incoming[i]:
+        if not links.incoming[i]:
             return
-        held = [(j, wij) for j, wij in self.incoming[i] if j in self.held[i]]
+        held = [(j, wij) for j, wij in links.incoming[i] if j in self.held[i]]
         ages = [max(0, int(self.rounds[i]) - self.held[i][j][1]) for j, _ in held]
-        weights = async_row(float(self.own[i]), [(wij, a) for (_, wij), a in zip(held, ages, strict=True)],
+        weights = async_row(float(links.own[i]), [(wij, a) for (_, wij), a in zip(held, ages, strict=True)],
                             self.alpha, self.max_staleness)
         self.stats.mixes += 1
         self.stats.held += len(held)
@@ -160,10 +182,16 @@ class AsyncGossip:
                 new += weight * self.held[i][j][0]
         load_flat(self.engine.models[i], new)
 
-    def _round_steps(self, k: int) -> list[Step]:
-        """The batches of round k (all nodes'), kept while a node may still need them."""
-        if k not in self._steps:
+    def _round_links(self, k: int) -> Links:
+        """The links of round k (one set for a static topology)."""
+        return self._cached(self._links, k if self.topo.time_varying else 0,
+                            lambda r: Links.of(self.topo.mixing(r)))
+
+    def _cached(self, cache: dict, k: int, make: Callable[[int], object]):
+        """cache[k], made if missing; rounds no node will reach again are dropped."""
+        if k not in cache:
             low = int(self.rounds.min())
-            self._steps = {r: s for r, s in self._steps.items() if r >= low}
-            self._steps[k] = self.plan.round(k)
-        return self._steps[k]
+            for r in [r for r in cache if 0 < r < low]:
+                del cache[r]
+            cache[k] = make(k)
+        return cache[k]

@@ -123,7 +123,7 @@ def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
         )
     check_against_topology(parse_robustness(cfg), topo)
     if cfg.mode == "async":
-        check_async_run(parse_robustness(cfg), topo)
+        check_async_run(parse_robustness(cfg))
     schema, classes = sim_schema(cfg)
     ds = load_dataset(cfg.dataset, seed=cfg.seed, label_column=cfg.label_column,
                       site_column=cfg.site_column, nodes=cfg.nodes, classes=classes, schema=schema,
@@ -250,14 +250,15 @@ def _run(
 
 def _run_async(name: str, cfg: SimConfig, model: torch.nn.Module, opt: OptimConfig, data: NodeData,
                topo: Topology, progress: Progress | None) -> RunResult:
-    """An asynchronous run (p2pfl.sim.asynchronous) in the simulated time of the synchronous run of
-    `cfg`: cfg.rounds rounds of the slowest node's local round each. It is evaluated at the same
-    instants; a row's `round` is the synchronous round that ends then, `time` the instant."""
+    """An asynchronous run (p2pfl.sim.asynchronous): each node does cfg.rounds local rounds at its
+    own pace, so it ends when the synchronous run of `cfg` ends (cfg.rounds rounds of the slowest
+    node's local round). It is evaluated at the same instants; a row's `round` is the synchronous
+    round that ends then, `time` the instant."""
     speeds = parse_speeds(cfg.speeds, data.nodes, cfg.seed)
     unit = round_time(speeds)
     engine = ReferenceEngine(model, data, opt, flatten(model), seed=cfg.seed)
     plan = BatchPlan(data.sizes, cfg.batch_size, local_steps(cfg), cfg.local_epochs, cfg.seed)
-    gossip = AsyncGossip(engine, topo.mixing(0), plan, speeds, cfg.staleness_alpha, cfg.max_staleness)
+    gossip = AsyncGossip(engine, topo, plan, speeds, cfg.staleness_alpha, cfg.max_staleness, cfg.rounds)
     message = num_params(model) * 4
     subset = _eval_subset(data, cfg.seed)
     result = RunResult(name)
