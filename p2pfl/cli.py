@@ -659,3 +659,13 @@ def _print_result(result) -> None:
     if main.byzantine:
         console.print(f"Byzantine nodes {main.byzantine} ({cfg.attack}); "
                       "accuracies are over the honest nodes")
+    if main.timeline:
+        from p2pfl.sim.report import timing
+
+        t = timing(result)
+        line = (f"{cfg.mode}: {main.timeline[-1]['time']:.4g} simulated time units (a synchronous round: "
+                f"{t['sync_round_time']:.4g})")
+        if main.local_rounds:
+            line += (f"; local rounds per node {min(main.local_rounds)}-{max(main.local_rounds)}, "
+                     f"{main.mix_stats['stale_fraction']:.1%} of held models left out as too stale")
+        console.print(line)

@@ -19,6 +19,7 @@ EXPERIMENTS = {
     "compression": ["accuracy.png", "consensus.png", "accuracy_vs_mb.png"],
     "churn": ["accuracy.png", "consensus.png", "accuracy_vs_mb.png"],
     "privacy": ["accuracy.png", "consensus.png", "accuracy_vs_mb.png"],
+    "async": ["accuracy.png", "consensus.png", "accuracy_vs_mb.png"],
 }
 
 

@@ -135,6 +135,7 @@ def test_node_and_simulator_share_one_default_per_concept():
         "hidden": (tuple(m.hidden), parse_hidden(sim.hidden)), "topology": (g.topology, sim.topology),
         "mixing": (g.mixing, sim.mixing), "aggregator": (g.aggregator, sim.aggregator),
         "compression": (g.compression, sim.compression),
+        **{key: (getattr(g, key), getattr(sim, key)) for key in ("mode", "max_staleness", "staleness_alpha")},
         **{key: (getattr(d, key), getattr(sim, key)) for key in ("sql_query", "sql_table", "password_env")},
     }
     assert set(pairs) | {"delta"} == set(F.SHARED)

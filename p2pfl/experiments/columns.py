@@ -26,6 +26,8 @@ COLUMNS = {
     "max_local_accuracy": Column("max local acc", ".3f"),
     "train_loss": Column("train loss", ".3f"),
     "rounds_to_target": Column("rounds to {target} of centralized", ".0f"),
+    "time_to_sync_target": Column("time to {target} of sync", ".0f"),
+    "stale_fraction": Column("held models left out as stale", ".1%"),
     "consensus_distance": Column("consensus distance", ".2e"),
     "mb_sent_per_node": Column("MB sent per node", ".3g"),
     "epsilon": Column("epsilon", ".3g"),

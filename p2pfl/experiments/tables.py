@@ -31,6 +31,7 @@ class Group:
     runs: list[PlannedRun] = field(default_factory=list)
     values: dict[str, list[float]] = field(default_factory=dict)  # column -> one value per finished seed
     cap: float = math.nan  # the rounds a run had: "not reached within cap"
+    time_cap: float = math.nan  # the simulated time a run had (for time_to_sync_target)
 
 
 def groups(plan: list[PlannedRun]) -> list[Group]:
@@ -50,8 +51,10 @@ def run_metrics(exp: Experiment, plan: list[PlannedRun], results: list[dict[str,
     if exp.kind != "train":
         return out
     curves: dict[str, list[tuple[float, float]]] = {}
+    times: dict[str, list[float]] = {}  # simulated time of each evaluation (the round when untimed)
     for row in history:
         curves.setdefault(row["key"], []).append((_float(row["round"]), _float(row["mean_local_accuracy"])))
+        times.setdefault(row["key"], []).append(_float(row.get("time") or row["round"]))
     central = {(run.panel, run.seed): out[run.key]["averaged_model_accuracy"]
                for run in plan if run.run == "centralized" and run.key in out}
     for run in plan:
@@ -63,7 +66,30 @@ def run_metrics(exp: Experiment, plan: list[PlannedRun], results: list[dict[str,
             continue
         reached = [r for r, acc in curves.get(run.key, []) if acc >= exp.target * goal]
         out[run.key]["rounds_to_target"] = min(reached) if reached else math.inf
+    if "time_to_sync_target" in exp.columns:
+        _time_to_sync_target(plan, out, curves, times, exp.target)
     return out
+
+
+def _time_to_sync_target(plan: list[PlannedRun], out: dict[str, dict[str, float]],
+                         curves: dict[str, list[tuple[float, float]]], times: dict[str, list[float]],
+                         target: float) -> None:
+    """time_to_sync_target (and time, the run's last instant): the first simulated time at which
+    the mean local accuracy reached `target` x the final mean local accuracy of the synchronous
+    decentralized run with the same panel and seed."""
+    sync: dict[tuple[tuple[str, ...], int], float] = {}
+    for run in plan:
+        if run.run == "decentralized" and run.config.mode == "sync" and run.key in out:
+            sync.setdefault((run.panel, run.seed), out[run.key]["mean_local_accuracy"])
+    for run in plan:
+        if run.key not in out:
+            continue
+        goal = sync.get((run.panel, run.seed))
+        points = list(zip(times.get(run.key, []), (acc for _, acc in curves.get(run.key, [])), strict=True))
+        out[run.key]["time"] = points[-1][0] if points else math.nan
+        reached = [t for t, acc in points if goal is not None and acc >= target * goal]
+        out[run.key]["time_to_sync_target"] = (math.nan if goal is None else min(reached) if reached
+                                               else math.inf)
 
 
 def summarize(exp: Experiment, plan: list[PlannedRun], folder: Path) -> list[Group]:
@@ -76,6 +102,7 @@ def summarize(exp: Experiment, plan: list[PlannedRun], folder: Path) -> list[Gro
                 continue
             m = metrics[run.key]
             g.cap = m.get("round", math.nan) if exp.kind == "train" else float(run.config.rounds)
+            g.time_cap = m.get("time", math.nan)
             for col in exp.columns:
                 g.values.setdefault(col, []).append(m.get(col, math.nan))
     return out
@@ -92,7 +119,7 @@ def summary_rows(exp: Experiment, table: list[Group]) -> list[dict[str, object]]
             mean, sd, reached = _stats(g.values.get(col, []))
             row[f"{col}_mean"] = mean
             row[f"{col}_sd"] = sd
-            if col in ("rounds_to_target", "measured_rounds"):
+            if col in ("rounds_to_target", "measured_rounds", "time_to_sync_target"):
                 row[f"{col}_reached"] = reached
         rows.append(row)
     return rows
@@ -106,7 +133,8 @@ def markdown_table(exp: Experiment, table: list[Group]) -> str:
              "|" + "---|" * len(labels) + "---:|" * len(headers)]
     for g in table:
         cells = [*g.panel, g.series]
-        cells += [_cell(COLUMNS[c].fmt, g.values.get(c, []), g.cap) for c in exp.columns]
+        cells += [_cell(COLUMNS[c].fmt, g.values.get(c, []),
+                        g.time_cap if c == "time_to_sync_target" else g.cap) for c in exp.columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -165,6 +165,7 @@ SHARED: dict[str, Concept] = {
     "rounds": ROUNDS, "local_steps": LOCAL_STEPS, "batch_size": BATCH_SIZE, "optimizer": OPTIMIZER,
     "lr": LR, "momentum": MOMENTUM, "seed": SEED, "dataset": DATASET, "label_column": LABEL_COLUMN,
     "partition": PARTITION, "model": MODEL, "hidden": HIDDEN, "topology": TOPOLOGY, "mixing": MIXING,
-    "aggregator": AGGREGATOR, "compression": COMPRESSION, "delta": DP_DELTA,
+    "aggregator": AGGREGATOR, "compression": COMPRESSION, "delta": DP_DELTA, "mode": GOSSIP_MODE,
+    "max_staleness": MAX_STALENESS, "staleness_alpha": STALENESS_ALPHA,
     "sql_query": SQL_QUERY, "sql_table": SQL_TABLE, "password_env": PASSWORD_ENV,
 }

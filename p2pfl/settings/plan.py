@@ -26,7 +26,8 @@ def sim_values(plan: NodeSettings) -> dict[str, object]:
         "rounds": t.rounds, "local_steps": t.local_steps, "batch_size": t.batch_size,
         "optimizer": t.optimizer, "lr": t.lr, "momentum": t.momentum, "topology": g.topology,
         "param": [f"{k}={v}" for k, v in g.params.items()], "mixing": g.mixing,
-        "aggregator": g.aggregator, "compression": g.compression,
+        "aggregator": g.aggregator, "compression": g.compression, "mode": g.mode,
+        "max_staleness": g.max_staleness, "staleness_alpha": g.staleness_alpha,
     }
     if p.noise > 0:
         values["dp"] = f"noise={p.noise},clip={p.clip},delta={p.delta}"

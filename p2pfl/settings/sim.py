@@ -35,9 +35,12 @@ SOURCE_DEFAULTS: dict[str, object] = {
 SCHEMA_DEFAULTS: dict[str, object] = {"plan": None, "categorical": None, "ignore": None, "missing": "error"}
 # Where the averaged model is exported (issue 12): no result depends on it.
 OUTPUT_DEFAULTS: dict[str, object] = {"export": None}
+# Asynchronous gossip (issue 15) and per-node speeds: at their defaults the synchronous run of before.
+ASYNC_DEFAULTS: dict[str, object] = {"mode": F.GOSSIP_MODE.default, "max_staleness": F.MAX_STALENESS.default,
+                                     "staleness_alpha": F.STALENESS_ALPHA.default, "speeds": None}
 # Every setting a run key leaves out at its default (p2pfl.experiments.spec.run_key).
 KEYLESS_DEFAULTS: dict[str, object] = {**ROBUSTNESS_DEFAULTS, **SOURCE_DEFAULTS, **SCHEMA_DEFAULTS,
-                                       **OUTPUT_DEFAULTS}
+                                       **OUTPUT_DEFAULTS, **ASYNC_DEFAULTS}
 
 
 def _hidden_text(sizes: list[int]) -> str:
@@ -91,6 +94,14 @@ class SimConfig:
     stragglers: float = setting(0.0, "chance a node's update misses the round's deadline", metavar="P")
     message_loss: float = setting(0.0, "chance each message is lost", metavar="P")
     attack: str | None = setting(None, choices.attack_help, metavar="NAME:FRACTION")
+    mode: str = F.GOSSIP_MODE.field()
+    max_staleness: int = F.MAX_STALENESS.field()
+    staleness_alpha: float = F.STALENESS_ALPHA.field()
+    speeds: str | None = setting(None, "how long one local round takes at each node, in simulated time "
+                                 "units: lognormal:SIGMA (seeded factors exp(SIGMA z), median 1), "
+                                 "slowest:F (node 0 takes F, the others 1) or a list T0,T1,... of "
+                                 "one time per node (default: all 1)",
+                                 metavar="lognormal:SIGMA|slowest:F|T0,T1,...")
     out: str | None = setting(None, "folder for metrics.csv, config.json and convergence.png")
     export: str | None = setting(None, "write the averaged model as a bundle (model.safetensors, "
                                  "model.json, model.onnx) in this new folder", metavar="DIR")
@@ -110,8 +121,8 @@ def local_steps(cfg: SimConfig) -> int | None:
 def check_sim_table(raw: dict[str, object], where: str) -> dict[str, object]:
     """Check every key and value type of a simulate TOML table against SimConfig.
 
-    `param` may be a table ({p = 0.1}) and `hidden` a list ([32, 16]); both are turned into the
-    flag forms. Errors name `where` (the file) and the key.
+    `param` may be a table ({p = 0.1}), `hidden` and `speeds` lists ([32, 16]); they are turned into
+    the flag forms. Errors name `where` (the file) and the key.
     """
     fields = {f.name for f in dataclasses.fields(SimConfig)}
     hints = typing.get_type_hints(SimConfig)
@@ -124,6 +135,8 @@ def check_sim_table(raw: dict[str, object], where: str) -> dict[str, object]:
             value = [f"{k}={v}" for k, v in value.items()]
         if name == "hidden" and isinstance(value, list):
             value = _hidden_text(value)
+        if name == "speeds" and isinstance(value, list):
+            value = ",".join(str(v) for v in value)
         if not matches(value, hints[name]):
             raise UserError(f"{where}: key {key!r} must be {describe(hints[name])}, got {value!r}")
         out[name] = float(value) if hints[name] is float else value

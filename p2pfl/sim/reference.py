@@ -42,20 +42,20 @@ class ReferenceEngine:
 
     def local_round(self, steps: list[Step]) -> np.ndarray:
         """Local training of every node; returns each node's mean loss over its steps."""
-        losses = np.zeros(self.data.nodes)
-        for k, (model, optimizer) in enumerate(zip(self.models, self.optimizers, strict=True)):
-            x, y = self.data.node(k)
-            batches = []
-            for step in steps:
-                rows = step.index[k] if step.valid is None else step.index[k][step.valid[k]]
-                if len(rows):
-                    batches.append(rows)
-            if self.dp is None:
-                losses[k] = train_steps(model, optimizer, x, y, batches)
-            else:
-                losses[k] = dp_train_steps(model, optimizer, x, y, batches, self.dp.clip, self.dp.noise,
-                                           self.generator)
-        return losses
+        return np.array([self.train_node(k, steps) for k in range(self.data.nodes)])
+
+    def train_node(self, k: int, steps: list[Step]) -> float:
+        """Node k's part of the steps (its rows of each); returns its mean loss (nan if none)."""
+        x, y = self.data.node(k)
+        batches = []
+        for step in steps:
+            rows = step.index[k] if step.valid is None else step.index[k][step.valid[k]]
+            if len(rows):
+                batches.append(rows)
+        model, optimizer = self.models[k], self.optimizers[k]
+        if self.dp is None:
+            return train_steps(model, optimizer, x, y, batches)
+        return dp_train_steps(model, optimizer, x, y, batches, self.dp.clip, self.dp.noise, self.generator)
 
     def mix(self, w: sp.csr_matrix) -> None:
         """x_i <- sum_j W_ij x_j for every node i, one node at a time."""

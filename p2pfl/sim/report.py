@@ -10,7 +10,11 @@ from pathlib import Path
 
 from p2pfl.atomic import open_atomic
 from p2pfl.gossip.mixing import predicted_rounds
-from p2pfl.sim.runner import SimResult
+from p2pfl.sim.runner import SimResult, timed
+from p2pfl.sim.speeds import parse_speeds, round_time
+
+# Accuracy levels of `time_to_accuracy` in the summary of a timed run (mean local accuracy)
+ACCURACY_LEVELS = (0.5, 0.8, 0.9, 0.95)
 
 
 def summary(result: SimResult) -> dict[str, object]:
@@ -33,7 +37,32 @@ def summary(result: SimResult) -> dict[str, object]:
         out["byzantine_nodes"] = result.main.byzantine
     for run in result.runs[1:]:
         out["baseline"] = {"name": run.name, "final": run.final}
+    if timed(result.config) and result.main.timeline:
+        out.update(timing(result))
     return out
+
+
+def timing(result: SimResult) -> dict[str, object]:
+    """The simulated-time part of a timed run's summary: each node's local-round time, the
+    synchronous round, accuracy over time (averaged model, mean and per node), the time each
+    accuracy level was first reached, and for async the local rounds done and the mixes."""
+    cfg, main = result.config, result.main
+    times = parse_speeds(cfg.speeds, cfg.nodes, cfg.seed)
+    out: dict[str, object] = {
+        "mode": cfg.mode, "node_round_times": [round(float(t), 6) for t in times],
+        "sync_round_time": round_time(times), "timeline": main.timeline,
+        "time_to_accuracy": {str(level): _finite(time_to_accuracy(main.rows, level))
+                             for level in ACCURACY_LEVELS},
+    }
+    if main.local_rounds:
+        out["local_rounds"] = main.local_rounds
+        out["mixes"] = main.mix_stats
+    return out
+
+
+def time_to_accuracy(rows: list[dict[str, float]], goal: float, key: str = "mean_local_accuracy") -> float:
+    """The first evaluated simulated time at which `key` reached `goal` (inf: never)."""
+    return min((float(r["time"]) for r in rows if r[key] >= goal), default=math.inf)
 
 
 def write_outputs(result: SimResult, out_dir: Path) -> list[Path]:

@@ -24,6 +24,7 @@ from p2pfl.learning.sources import source_options
 from p2pfl.learning.trainer import OptimConfig
 from p2pfl.settings.load import sim_schema
 from p2pfl.settings.sim import BASELINES, ENGINES, SimConfig, local_steps
+from p2pfl.sim.asynchronous import AsyncGossip, check_async_run, check_settings
 from p2pfl.sim.attacks import byzantine_nodes, poisoned_data
 from p2pfl.sim.data import NodeData
 from p2pfl.sim.device import resolve_device
@@ -33,6 +34,7 @@ from p2pfl.sim.metrics import average_buffers, consensus_distance, node_accuraci
 from p2pfl.sim.options import Robustness, check_against_topology, parse_robustness
 from p2pfl.sim.privacy_budget import PrivacyBudget
 from p2pfl.sim.reference import ReferenceEngine
+from p2pfl.sim.speeds import parse_speeds, round_time
 from p2pfl.sim.vectorized import VectorizedEngine
 
 # Per-node accuracies use a fixed random subset of at most this many test rows (the cost is
@@ -60,6 +62,10 @@ class RunResult:
     byzantine: list[int] = field(default_factory=list)  # malicious nodes (excluded from metrics)
     final_params: torch.Tensor | None = None  # [N, P] models of every node after the last round
     node_accuracy: list[float] = field(default_factory=list)  # last evaluation, per (honest) node
+    # Timed runs (--mode async or --speeds): per evaluation, simulated time and accuracies
+    timeline: list[dict[str, object]] = field(default_factory=list)
+    local_rounds: list[int] = field(default_factory=list)  # async: local rounds each node did
+    mix_stats: dict[str, float] = field(default_factory=dict)  # async: p2pfl.sim.asynchronous.MixStats
 
     @property
     def final(self) -> dict[str, float]:
@@ -98,6 +104,12 @@ def validate(cfg: SimConfig) -> None:
         if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
             raise UserError(f"--{key.replace('_', '-')} must be at least 1")
     parse_robustness(cfg)
+    check_settings(cfg)
+
+
+def timed(cfg: SimConfig) -> bool:
+    """Whether a run reports simulated time: asynchronous, or given per-node speeds."""
+    return cfg.mode == "async" or cfg.speeds is not None
 
 
 def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
@@ -110,6 +122,8 @@ def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
             "pass --allow-disconnected to simulate it anyway"
         )
     check_against_topology(parse_robustness(cfg), topo)
+    if cfg.mode == "async":
+        check_async_run(parse_robustness(cfg))
     schema, classes = sim_schema(cfg)
     ds = load_dataset(cfg.dataset, seed=cfg.seed, label_column=cfg.label_column,
                       site_column=cfg.site_column, nodes=cfg.nodes, classes=classes, schema=schema,
@@ -126,15 +140,24 @@ def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bo
     `device` is cpu, cuda or auto (p2pfl.sim.device): where the vectorized engine computes.
     """
     start = time.perf_counter()
-    dev = resolve_device(device, cfg.engine)
+    if cfg.mode == "async" and device == "cuda":
+        raise UserError("--device cuda: --mode async trains one node at a time on the CPU (the "
+                        "reference engine's step); use --device cpu or auto")
+    dev = resolve_device(device, "reference" if cfg.mode == "async" else cfg.engine)
     ds, data, topo = prepare(cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, ds.input_shape, ds.n_classes, parse_hidden(cfg.hidden), cfg.seed)
     opt = OptimConfig(name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
     gap = topo.spectral_gap()
     opts = parse_robustness(cfg)
-    runs = ([_run("decentralized", cfg, model, opt, data, topo, progress, opts=opts, device=dev)]
-            if decentralized else [])
+    unit = round_time(parse_speeds(cfg.speeds, cfg.nodes, cfg.seed)) if timed(cfg) else None
+    if not decentralized:
+        runs = []
+    elif cfg.mode == "async":
+        runs = [_run_async("decentralized", cfg, model, opt, data, topo, progress)]
+    else:
+        runs = [_run("decentralized", cfg, model, opt, data, topo, progress, opts=opts, device=dev,
+                     round_time=unit)]
     if cfg.baseline == "local":
         runs.append(_run("local", cfg, model, opt, data, None, progress, opts=opts, device=dev))
     elif cfg.baseline == "centralized":
@@ -163,10 +186,12 @@ def _run(
     batch_size: int | None = None,
     opts: Robustness | None = None,
     device: str = "cpu",
+    round_time: float | None = None,
 ) -> RunResult:
     """One run: `topo` None means no communication (local baseline, or a single node).
 
     DP-SGD (`opts.dp`) applies to every run; attacks and faults only to runs that communicate.
+    With `round_time` (the slowest node's local round) rows also hold the simulated time.
     """
     opts = opts or parse_robustness(cfg)
     bad = np.zeros(data.nodes, dtype=bool)
@@ -185,9 +210,7 @@ def _run(
     result = RunResult(name, byzantine=[int(k) for k in np.flatnonzero(bad)])
     budget = None if opts.dp is None else PrivacyBudget(opts.dp, data.sizes, batch)
     exchange = None if topo is None or opts.plain else Exchange(opts, engine.params(), bad, cfg.seed)
-    n_test = len(data.y_test)
-    rng = np.random.default_rng([cfg.seed, 0xE7A1])
-    subset = torch.from_numpy(np.sort(rng.choice(n_test, min(n_test, MAX_EVAL_ROWS), replace=False)))
+    subset = _eval_subset(data, cfg.seed)
     sent = 0.0
     for t in range(cfg.rounds):
         faults = None if exchange is None else exchange.draw_faults(data.nodes)
@@ -210,6 +233,9 @@ def _run(
                 flat, bufs, losses = flat[honest], {k: b[honest] for k, b in bufs.items()}, losses[~bad]
             row, acc = _metrics(t + 1, model, flat, bufs, data, subset, losses, sent)
             result.node_accuracy = acc.tolist()
+            if round_time is not None:
+                row["time"] = (t + 1) * round_time
+                result.timeline.append(_timeline_point(row, acc))
             if budget is not None:
                 row["epsilon"] = budget.epsilon()
             result.rows.append(row)
@@ -220,6 +246,52 @@ def _run(
     if budget is not None:
         result.epsilon, result.delta = budget.epsilon(), opts.dp.delta  # type: ignore[union-attr]
     return result
+
+
+def _run_async(name: str, cfg: SimConfig, model: torch.nn.Module, opt: OptimConfig, data: NodeData,
+               topo: Topology, progress: Progress | None) -> RunResult:
+    """An asynchronous run (p2pfl.sim.asynchronous): each node does cfg.rounds local rounds at its
+    own pace, so it ends when the synchronous run of `cfg` ends (cfg.rounds rounds of the slowest
+    node's local round). It is evaluated at the same instants; a row's `round` is the synchronous
+    round that ends then, `time` the instant."""
+    speeds = parse_speeds(cfg.speeds, data.nodes, cfg.seed)
+    unit = round_time(speeds)
+    engine = ReferenceEngine(model, data, opt, flatten(model), seed=cfg.seed)
+    plan = BatchPlan(data.sizes, cfg.batch_size, local_steps(cfg), cfg.local_epochs, cfg.seed)
+    gossip = AsyncGossip(engine, topo, plan, speeds, cfg.staleness_alpha, cfg.max_staleness, cfg.rounds)
+    message = num_params(model) * 4
+    subset = _eval_subset(data, cfg.seed)
+    result = RunResult(name)
+    for t in range(cfg.rounds):
+        gossip.advance((t + 1) * unit)
+        if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
+            sent = gossip.messages * message / data.nodes
+            row, acc = _metrics(t + 1, model, engine.params(), engine.buffers(), data, subset,
+                                gossip.last_loss, sent)
+            row["time"] = (t + 1) * unit
+            row["stale_fraction"] = gossip.stats.as_dict()["stale_fraction"]
+            result.node_accuracy = acc.tolist()
+            result.timeline.append(_timeline_point(row, acc))
+            result.rows.append(row)
+        if progress is not None:
+            progress(f"{name} rounds", t + 1, cfg.rounds)
+    result.bytes_sent_per_node = gossip.messages * message / data.nodes
+    result.final_params = engine.params().detach().clone()
+    result.local_rounds = [int(k) for k in gossip.rounds]
+    result.mix_stats = gossip.stats.as_dict()
+    return result
+
+
+def _eval_subset(data: NodeData, seed: int) -> torch.Tensor:
+    """The fixed test rows on which each node's model is scored (at most MAX_EVAL_ROWS)."""
+    n_test = len(data.y_test)
+    rng = np.random.default_rng([seed, 0xE7A1])
+    return torch.from_numpy(np.sort(rng.choice(n_test, min(n_test, MAX_EVAL_ROWS), replace=False)))
+
+
+def _timeline_point(row: dict[str, float], acc: torch.Tensor) -> dict[str, object]:
+    keys = ("time", "round", "averaged_model_accuracy", "mean_local_accuracy")
+    return {**{k: row[k] for k in keys}, "node_accuracy": [round(float(a), 6) for a in acc]}
 
 
 def _offline_skip(steps: list[Step], faults: RoundFaults) -> list[Step]:
