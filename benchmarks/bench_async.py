@@ -11,10 +11,10 @@ sync vs async and their ratio, and both runs' final accuracies (target: async at
 faster, final accuracy within 1 point). Simulated time does not depend on this machine, so the
 figures are the same on every machine (wall seconds are printed for information).
 
-A second section, a real network with one node slowed the same way, can be added beside
-`simulated` and called from `main`.
+Real part (`--network`, a few minutes): four `p2pfl node` processes with one slowed 4x the same
+way, from outside (benchmarks/bench_async_network.py, which also runs on its own).
 Usage: python benchmarks/bench_async.py [--seeds 0,1,2] [--rounds 100] [--speeds slowest:4]
-       [--partition iid] [--quick]
+       [--partition iid] [--quick] [--network]
 """
 
 from __future__ import annotations
@@ -75,12 +75,20 @@ def main() -> None:
     parser.add_argument("--speeds", default="slowest:4", help="--speeds (default slowest:4)")
     parser.add_argument("--partition", default="iid", help="--partition (default iid)")
     parser.add_argument("--quick", action="store_true", help="one seed, 20 rounds: a smoke test")
+    parser.add_argument("--network", action="store_true", help="also the real 4-node network "
+                        "(bench_async_network.py with its defaults)")
     args = parser.parse_args()
     args.seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
     if args.quick:
         args.rounds = 20
     torch.set_num_threads(1)  # small models: threads only fight over the cores
     simulated(args)
+    if args.network:
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        subprocess.run([sys.executable, str(Path(__file__).with_name("bench_async_network.py"))], check=True)
 
 
 if __name__ == "__main__":
