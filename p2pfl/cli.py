@@ -399,7 +399,8 @@ def _cmd_topology(args: argparse.Namespace) -> int:
     topo = build_topology(args.name, args.nodes, args.param, seed=args.seed, scheme=args.mixing)
     lo, mean, hi = topo.degree_stats()
     src, _ = topo.edges(0)
-    gap = topo.spectral_gap()
+    found = topo.gap()
+    gap = found.value
     rounds = predicted_rounds(gap)
     info = {
         "topology": args.name,
@@ -414,6 +415,7 @@ def _cmd_topology(args: argparse.Namespace) -> int:
         "connected": topo.is_connected(),
         "mixing": args.mixing,
         "spectral_gap": gap,
+        "spectral_gap_method": found.describe(),
         "predicted_rounds": rounds if math.isfinite(rounds) else None,
     }
     if args.json:
@@ -423,7 +425,7 @@ def _cmd_topology(args: argparse.Namespace) -> int:
     print(f"{args.name}: {topo.n} nodes, {info['edges']} {kind}")
     print(f"degree min/mean/max: {lo} / {mean:.2f} / {hi}")
     print(f"connected: {'yes' if info['connected'] else 'NO'}")
-    print(f"spectral gap ({args.mixing}): {gap:.6g}")
+    print(f"spectral gap ({args.mixing}): {gap:.6g}, {found.describe()}")
     print(f"rounds to shrink consensus error 1000x (ln(1000)/gap): "
           f"{'never' if not math.isfinite(rounds) else f'{rounds:.1f}'}")
     return 0
@@ -506,8 +508,8 @@ def _print_result(result) -> None:
                       f"{f['train_loss']:.4f}", f"{f['mb_sent_per_node']:.2f}")
     console = Console()
     console.print(table)
-    console.print(f"spectral gap {result.spectral_gap:.4g}, {result.n_params} parameters, "
-                  f"{result.wall_seconds:.1f} s")
+    console.print(f"spectral gap {result.spectral_gap:.4g} ({result.gap_method}), {result.n_params} "
+                  f"parameters, {result.wall_seconds:.1f} s")
     main = result.main
     if main.epsilon is not None:
         console.print(f"differential privacy: epsilon {main.epsilon:.3g} at delta {main.delta:g} "

@@ -25,6 +25,7 @@ def test_topology_json(capsys):
     assert {"nodes", "edges", "spectral_gap", "predicted_rounds"} <= set(info)
     assert info["nodes"] == 12 and info["edges"] == 12 and info["connected"]
     assert info["predicted_rounds"] == pytest.approx(6.907755 / info["spectral_gap"])
+    assert info["spectral_gap_method"] == "dense (exact)"
 
 
 def test_topology_text_and_params(capsys):
@@ -107,7 +108,7 @@ def test_simulate_json_and_out(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(SMALL + ["--json", "--baseline", "centralized", "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert set(summary) >= {"config", "spectral_gap", "wall_seconds", "final"}
+    assert set(summary) >= {"config", "spectral_gap", "spectral_gap_method", "wall_seconds", "final"}
     assert set(summary["final"]) >= {"mean_local_accuracy", "min_local_accuracy",
                                      "averaged_model_accuracy", "consensus_distance", "train_loss"}
     assert summary["config"]["nodes"] == 4 and summary["baseline"]["name"] == "centralized"

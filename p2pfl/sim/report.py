@@ -18,6 +18,7 @@ def summary(result: SimResult) -> dict[str, object]:
     out: dict[str, object] = {
         "config": result.config.to_dict(),
         "spectral_gap": result.spectral_gap,
+        "spectral_gap_method": result.gap_method,
         "predicted_rounds": _finite(predicted_rounds(result.spectral_gap)),
         "n_params": result.n_params,
         "wall_seconds": round(result.wall_seconds, 3),

@@ -74,6 +74,7 @@ class SimResult:
     n_params: int
     runs: list[RunResult]
     wall_seconds: float = 0.0
+    gap_method: str = ""  # how the gap was found: exact, or a Lanczos estimate and its state
 
     @property
     def main(self) -> RunResult:
@@ -124,7 +125,7 @@ def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bo
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, ds.input_shape, ds.n_classes, parse_hidden(cfg.hidden), cfg.seed)
     opt = OptimConfig(name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
-    gap = topo.spectral_gap()
+    gap = topo.gap()
     opts = parse_robustness(cfg)
     runs = [_run("decentralized", cfg, model, opt, data, topo, progress, opts=opts)] if decentralized else []
     if cfg.baseline == "local":
@@ -133,7 +134,7 @@ def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bo
         pooled = data.pooled()
         runs.append(_run("centralized", cfg, model, opt, pooled, None, progress,
                          batch_size=min(cfg.batch_size * cfg.nodes, len(pooled.y)), opts=opts))
-    return SimResult(cfg, gap, num_params(model), runs, time.perf_counter() - start)
+    return SimResult(cfg, gap.value, num_params(model), runs, time.perf_counter() - start, gap.describe())
 
 
 def baseline(cfg: SimConfig, name: str) -> RunResult:
