@@ -8,6 +8,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from p2pfl.learning.params import param_specs, unflatten
+from p2pfl.sim import stacked
 
 Buffers = dict[str, torch.Tensor]  # name -> [N, *shape], one row per node
 
@@ -25,8 +26,10 @@ def node_accuracies(
     """
     specs = param_specs(model)
     n = flat.shape[0]
-    # Bound the [chunk, rows, classes] logits to roughly 32 M floats.
-    chunk = chunk or max(1, min(n, 32_000_000 // max(1, len(y) * 64)))
+    layers = stacked.linear_layers(model)  # mlp, logreg: batched products, vmap's numbers
+    # Bound the [chunk, rows, 64] activations: to 2 M floats (in cache) for batched products,
+    # to 32 M under vmap (whose every call costs more than a cache miss).
+    chunk = chunk or max(1, min(n, (2_000_000 if layers else 32_000_000) // max(1, len(y) * 64)))
     shared = buffers is None
     bufs = dict(model.named_buffers()) if shared else buffers
 
@@ -41,7 +44,10 @@ def node_accuracies(
             params = unflatten(flat[a : a + chunk], specs)
             block = bufs if shared else {k: v[a : a + chunk] for k, v in bufs.items()}
             try:
-                logits = vmap(forward, in_dims=(0, None if shared else 0))(params, block)
+                if layers is not None:
+                    logits = stacked.forward(layers, params, x, shared=True)
+                else:
+                    logits = vmap(forward, in_dims=(0, None if shared else 0))(params, block)
             except RuntimeError:  # not vmappable: one node at a time
                 logits = torch.stack([
                     forward({k: v[i] for k, v in params.items()},
