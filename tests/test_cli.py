@@ -187,3 +187,12 @@ def test_console_script_error_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"p2pfl: error: {csv}: no label column 'label' (columns: age, outcome)"
+
+
+def test_simulate_json_says_where_the_time_went(capsys):
+    assert main(SMALL + ["--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    phases = summary["phase_seconds"]
+    assert set(phases) == {"data", "topology", "gap", "training", "communication", "evaluation", "other"}
+    assert all(v >= 0 for v in phases.values())
+    assert sum(phases.values()) == pytest.approx(summary["wall_seconds"], abs=0.01)

@@ -8,7 +8,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from p2pfl.learning.params import param_specs, unflatten
-from p2pfl.sim import stacked
+from p2pfl.sim import blocks, stacked
 
 Buffers = dict[str, torch.Tensor]  # name -> [N, *shape], one row per node
 
@@ -36,27 +36,38 @@ def node_accuracies(
     def forward(params: dict[str, torch.Tensor], b: Buffers) -> torch.Tensor:
         return functional_call(model, (params, b), (x,))
 
+    def block(a: int) -> torch.Tensor:
+        params = unflatten(flat[a : a + chunk], specs)
+        block = bufs if shared else {k: v[a : a + chunk] for k, v in bufs.items()}
+        try:
+            if layers is not None:
+                logits = stacked.forward(layers, params, x, shared=True)
+            else:
+                logits = vmap(forward, in_dims=(0, None if shared else 0))(params, block)
+        except RuntimeError:  # not vmappable: one node at a time
+            logits = torch.stack([
+                forward({k: v[i] for k, v in params.items()},
+                        block if shared else {k: v[i] for k, v in block.items()})
+                for i in range(len(flat[a : a + chunk]))])
+        return (logits.argmax(dim=-1) == y).float().mean(dim=1)
+
+    out = torch.empty(n)
+
+    def into_out(a: int) -> None:  # on a worker: grad mode is per thread
+        with torch.no_grad():
+            out[a : a + chunk] = block(a)
+
     was_training = model.training
     model.eval()
     try:
-        out = []
-        for a in range(0, n, chunk):
-            params = unflatten(flat[a : a + chunk], specs)
-            block = bufs if shared else {k: v[a : a + chunk] for k, v in bufs.items()}
-            try:
-                if layers is not None:
-                    logits = stacked.forward(layers, params, x, shared=True)
-                else:
-                    logits = vmap(forward, in_dims=(0, None if shared else 0))(params, block)
-            except RuntimeError:  # not vmappable: one node at a time
-                logits = torch.stack([
-                    forward({k: v[i] for k, v in params.items()},
-                            block if shared else {k: v[i] for k, v in block.items()})
-                    for i in range(len(flat[a : a + chunk]))])
-            out.append((logits.argmax(dim=-1) == y).float().mean(dim=1))
+        if layers is not None:  # pure functions of their block: on the workers
+            blocks.run(into_out, range(0, n, chunk))
+        else:  # functional_call swaps the module's parameters: one block at a time
+            for a in range(0, n, chunk):
+                into_out(a)
     finally:
         model.train(was_training)
-    return torch.cat(out)
+    return out
 
 
 @torch.no_grad()

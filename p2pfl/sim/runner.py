@@ -40,6 +40,11 @@ MAX_EVAL_ROWS = 2000
 
 Progress = Callable[[str, int, int], None]  # (run name, rounds done, total rounds)
 
+# Where wall_seconds goes: data, topology (and its checks), spectral gap, then per round local
+# training, communication (mixing, or the exchange with faults, attacks, compression) and the
+# evaluations; "other" is the rest (model, batch plans, bookkeeping).
+PHASES = ("data", "topology", "gap", "training", "communication", "evaluation", "other")
+
 FINAL_KEYS = (
     "mean_local_accuracy", "min_local_accuracy", "max_local_accuracy",
     "averaged_model_accuracy", "averaged_model_balanced_accuracy", "averaged_model_auroc",
@@ -75,6 +80,7 @@ class SimResult:
     runs: list[RunResult]
     wall_seconds: float = 0.0
     gap_method: str = ""  # how the gap was found: exact, or a Lanczos estimate and its state
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase (PHASES), all runs
 
     @property
     def main(self) -> RunResult:
@@ -99,8 +105,11 @@ def validate(cfg: SimConfig) -> None:
     parse_robustness(cfg)
 
 
-def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
-    """Load and partition the data and build the topology (the slow, checkable part)."""
+def prepare(cfg: SimConfig, phases: dict[str, float] | None = None) -> tuple[Dataset, NodeData, Topology]:
+    """Load and partition the data and build the topology (the slow, checkable part); the
+    seconds of each go into `phases` ("topology", "data")."""
+    phases = {} if phases is None else phases
+    start = time.perf_counter()
     validate(cfg)
     topo = build_topology(cfg.topology, cfg.nodes, cfg.param, seed=cfg.seed, scheme=cfg.mixing)
     if not cfg.allow_disconnected and not topo.is_connected():
@@ -109,32 +118,49 @@ def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
             "pass --allow-disconnected to simulate it anyway"
         )
     check_against_topology(parse_robustness(cfg), topo)
+    start = _lap(phases, "topology", start)
     schema, classes = sim_schema(cfg)
     ds = load_dataset(cfg.dataset, seed=cfg.seed, label_column=cfg.label_column,
                       site_column=cfg.site_column, nodes=cfg.nodes, classes=classes, schema=schema,
                       options=source_options(cfg.dataset, cfg))
     part = partition(cfg.partition, ds.y_train, cfg.nodes, seed=cfg.seed,
                      site=ds.site_train, n_features=ds.n_features)
-    return ds, NodeData.build(ds, part), topo
+    data = NodeData.build(ds, part)
+    _lap(phases, "data", start)
+    return ds, data, topo
+
+
+def _lap(phases: dict[str, float], name: str, start: float) -> float:
+    """Add the seconds since `start` to phases[name]; returns now."""
+    now = time.perf_counter()
+    phases[name] = phases.get(name, 0.0) + now - start
+    return now
 
 
 def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bool = True) -> SimResult:
     """Run decentralized training (unless `decentralized` is False), then the requested baseline."""
     start = time.perf_counter()
-    ds, data, topo = prepare(cfg)
+    phases = dict.fromkeys(PHASES, 0.0)
+    ds, data, topo = prepare(cfg, phases)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, ds.input_shape, ds.n_classes, parse_hidden(cfg.hidden), cfg.seed)
     opt = OptimConfig(name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
+    lap = time.perf_counter()
     gap = topo.gap()
+    _lap(phases, "gap", lap)
     opts = parse_robustness(cfg)
-    runs = [_run("decentralized", cfg, model, opt, data, topo, progress, opts=opts)] if decentralized else []
+    runs = [_run("decentralized", cfg, model, opt, data, topo, progress, opts=opts, phases=phases)
+            ] if decentralized else []
     if cfg.baseline == "local":
-        runs.append(_run("local", cfg, model, opt, data, None, progress, opts=opts))
+        runs.append(_run("local", cfg, model, opt, data, None, progress, opts=opts, phases=phases))
     elif cfg.baseline == "centralized":
         pooled = data.pooled()
         runs.append(_run("centralized", cfg, model, opt, pooled, None, progress,
-                         batch_size=min(cfg.batch_size * cfg.nodes, len(pooled.y)), opts=opts))
-    return SimResult(cfg, gap.value, num_params(model), runs, time.perf_counter() - start, gap.describe())
+                         batch_size=min(cfg.batch_size * cfg.nodes, len(pooled.y)), opts=opts,
+                         phases=phases))
+    wall = time.perf_counter() - start
+    phases["other"] = max(0.0, wall - sum(v for k, v in phases.items() if k != "other"))
+    return SimResult(cfg, gap.value, num_params(model), runs, wall, gap.describe(), phases)
 
 
 def baseline(cfg: SimConfig, name: str) -> RunResult:
@@ -155,6 +181,7 @@ def _run(
     progress: Progress | None,
     batch_size: int | None = None,
     opts: Robustness | None = None,
+    phases: dict[str, float] | None = None,
 ) -> RunResult:
     """One run: `topo` None means no communication (local baseline, or a single node).
 
@@ -180,12 +207,15 @@ def _run(
     rng = np.random.default_rng([cfg.seed, 0xE7A1])
     subset = torch.from_numpy(np.sort(rng.choice(n_test, min(n_test, MAX_EVAL_ROWS), replace=False)))
     sent = 0.0
+    phases = {} if phases is None else phases
     for t in range(cfg.rounds):
         faults = None if exchange is None else exchange.draw_faults(data.nodes)
         steps = plan.round(t) if faults is None else _offline_skip(plan.round(t), faults)
         if budget is not None:
             budget.add(steps)
+        lap = time.perf_counter()
         losses = engine.local_round(steps)
+        lap = _lap(phases, "training", lap)
         if topo is not None:
             w = topo.mixing(t)
             if exchange is None:
@@ -195,6 +225,7 @@ def _run(
                 new, sent_now = exchange.step(engine.params(), w, faults)
                 engine.set_params(new)
                 sent += sent_now
+        lap = _lap(phases, "communication", lap)
         if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
             flat, bufs = engine.params(), engine.buffers()
             if bad.any():
@@ -204,6 +235,7 @@ def _run(
             if budget is not None:
                 row["epsilon"] = budget.epsilon()
             result.rows.append(row)
+            _lap(phases, "evaluation", lap)
         if progress is not None:
             progress(f"{name} rounds", t + 1, cfg.rounds)
     result.bytes_sent_per_node = sent

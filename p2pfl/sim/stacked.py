@@ -37,18 +37,17 @@ def forward(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor,
     """Logits [N, B, classes] of the N models in `params` (name -> [N, *shape]) on their own
     batches x [N, B, *input_shape], or with `shared` on one batch x [B, *input_shape] for all.
 
-    Without autograd (evaluation) the bias and ReLU act in place: the same values, fewer
-    allocations.
+    The bias and the ReLU act in place on the product's fresh output: the values of h + b and
+    relu(h), one [N, B, width] tensor fewer each (autograd needs neither's input).
     """
     n = next(iter(params.values())).shape[0]
     h = x.reshape(x.shape[0], -1).expand(n, -1, -1) if shared else x.reshape(n, x.shape[1], -1)
-    in_place = not torch.is_grad_enabled()
     for layer in layers:
         if layer is None:
-            h = h.relu_() if in_place else torch.relu(h)
+            h = h.relu_()
             continue
         weight, bias = layer
         h = torch.bmm(h, params[weight].transpose(1, 2))
         if bias:
-            h = h.add_(params[bias].unsqueeze(1)) if in_place else h + params[bias].unsqueeze(1)
+            h = h.add_(params[bias].unsqueeze(1))
     return h
