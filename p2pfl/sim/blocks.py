@@ -11,6 +11,7 @@ workers.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 _local = threading.local()  # .inside: this thread is running blocks
-_pools: dict[int, ThreadPoolExecutor] = {}
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pid, workers) -> pool
 
 
 def run(fn: Callable[[int], None], starts: Iterable[int]) -> None:
@@ -39,13 +40,20 @@ def run(fn: Callable[[int], None], starts: Iterable[int]) -> None:
             for start in starts:
                 fn(start)
         else:
-            if workers not in _pools:
-                _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="p2pfl-block")
-            for future in [_pools[workers].submit(_on_worker, fn, start) for start in starts]:
+            pool = _pool(workers)
+            for future in [pool.submit(_on_worker, fn, start) for start in starts]:
                 future.result()
     finally:
         _local.inside = False
         torch.set_num_threads(threads)
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The pool of this many workers, made anew in a forked child (whose copy has no threads)."""
+    key = (os.getpid(), workers)
+    if key not in _pools:
+        _pools[key] = ThreadPoolExecutor(workers, thread_name_prefix="p2pfl-block")
+    return _pools[key]
 
 
 def _on_worker(fn: Callable[[int], None], start: int) -> None:
