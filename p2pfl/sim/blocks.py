@@ -13,13 +13,25 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import torch
 
 _local = threading.local()  # .inside: this thread is running blocks
 _pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pid, workers) -> pool
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread within (and `run` in order); the thread count restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run(fn: Callable[[int], None], starts: Iterable[int]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -24,6 +25,7 @@ from p2pfl.learning.sources import source_options
 from p2pfl.learning.trainer import OptimConfig
 from p2pfl.settings.load import sim_schema
 from p2pfl.settings.sim import BASELINES, ENGINES, SimConfig, local_steps
+from p2pfl.sim import blocks
 from p2pfl.sim.attacks import byzantine_nodes, poisoned_data
 from p2pfl.sim.data import NodeData
 from p2pfl.sim.exchange import Exchange
@@ -33,6 +35,8 @@ from p2pfl.sim.options import Robustness, check_against_topology, parse_robustne
 from p2pfl.sim.privacy_budget import PrivacyBudget
 from p2pfl.sim.reference import ReferenceEngine
 from p2pfl.sim.vectorized import VectorizedEngine
+
+SMALL_NETWORK = 1_000_000  # nodes x parameters below which a run keeps torch on one thread
 
 # Per-node accuracies use a fixed random subset of at most this many test rows (the cost is
 # nodes x rows); the averaged model is scored on the whole test set.
@@ -149,15 +153,19 @@ def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bo
     gap = topo.gap()
     _lap(phases, "gap", lap)
     opts = parse_robustness(cfg)
-    runs = [_run("decentralized", cfg, model, opt, data, topo, progress, opts=opts, phases=phases)
-            ] if decentralized else []
-    if cfg.baseline == "local":
-        runs.append(_run("local", cfg, model, opt, data, None, progress, opts=opts, phases=phases))
-    elif cfg.baseline == "centralized":
-        pooled = data.pooled()
-        runs.append(_run("centralized", cfg, model, opt, pooled, None, progress,
-                         batch_size=min(cfg.batch_size * cfg.nodes, len(pooled.y)), opts=opts,
-                         phases=phases))
+    # A small network's ops are too small to share out: torch's threads would only wait on each
+    # other (and, on a busy machine, on other processes).
+    small = cfg.nodes * num_params(model) < SMALL_NETWORK
+    with blocks.one_thread() if small else contextlib.nullcontext():
+        runs = [_run("decentralized", cfg, model, opt, data, topo, progress, opts=opts, phases=phases)
+                ] if decentralized else []
+        if cfg.baseline == "local":
+            runs.append(_run("local", cfg, model, opt, data, None, progress, opts=opts, phases=phases))
+        elif cfg.baseline == "centralized":
+            pooled = data.pooled()
+            runs.append(_run("centralized", cfg, model, opt, pooled, None, progress,
+                             batch_size=min(cfg.batch_size * cfg.nodes, len(pooled.y)), opts=opts,
+                             phases=phases))
     wall = time.perf_counter() - start
     phases["other"] = max(0.0, wall - sum(v for k, v in phases.items() if k != "other"))
     return SimResult(cfg, gap.value, num_params(model), runs, wall, gap.describe(), phases)
