@@ -215,6 +215,7 @@ def _run(
     rng = np.random.default_rng([cfg.seed, 0xE7A1])
     subset = torch.from_numpy(np.sort(rng.choice(n_test, min(n_test, MAX_EVAL_ROWS), replace=False)))
     sent = 0.0
+    counted: tuple[sp.csr_matrix | None, float] = (None, 0.0)  # (W, its bytes per node)
     phases = {} if phases is None else phases
     for t in range(cfg.rounds):
         faults = None if exchange is None else exchange.draw_faults(data.nodes)
@@ -228,7 +229,9 @@ def _run(
             w = topo.mixing(t)
             if exchange is None:
                 engine.mix(w)
-                sent += _bytes_per_node(w, p)
+                if w is not counted[0]:  # a static topology's W: counted once
+                    counted = (w, _bytes_per_node(w, p))
+                sent += counted[1]
             else:
                 new, sent_now = exchange.step(engine.params(), w, faults)
                 engine.set_params(new)

@@ -40,6 +40,7 @@ from p2pfl.sim.options import DpSettings
 CHUNK = 1024  # nodes per block in local training
 DP_CHUNK = 32  # nodes per block of per-example gradients (DP-SGD holds [n, B, P])
 MIX_ROWS = 4096  # rows of W per block of the mixing product
+MIDDLE_CLASSES = 16384  # logits from which the loss takes them as [n, classes, B] (see node_losses)
 
 
 class VectorizedEngine:
@@ -111,12 +112,16 @@ class VectorizedEngine:
             logits = stacked.forward(self._layers, params, x)
         else:
             logits = self._forward(params, buffers, x)
-        # Classes in the middle ([n, classes, B]): log-softmax over a middle dimension is an order
-        # of magnitude faster than over a last dimension of a few classes, with the same values;
-        # the gradient is laid out [n, B, classes] again, so backward runs as before.
-        if logits.requires_grad:
-            logits.register_hook(torch.Tensor.contiguous)
-        ce = F.cross_entropy(logits.transpose(1, 2).contiguous(), y, reduction="none")  # [n, B]
+        n, b, c = logits.shape
+        if logits.numel() < MIDDLE_CLASSES:
+            ce = F.cross_entropy(logits.reshape(n * b, c), y.reshape(n * b), reduction="none").view(n, b)
+        else:
+            # Classes in the middle ([n, classes, B]): log-softmax over a middle dimension is an
+            # order of magnitude faster than over a last dimension of a few classes, with the same
+            # values; the gradient is laid out [n, B, classes] again, so backward runs as before.
+            if logits.requires_grad:
+                logits.register_hook(torch.Tensor.contiguous)
+            ce = F.cross_entropy(logits.transpose(1, 2).contiguous(), y, reduction="none")
         if valid is None:
             return ce.mean(dim=1)
         v = valid.to(ce.dtype)
@@ -160,6 +165,8 @@ class VectorizedEngine:
         else:
             grad, per_node = self._dp_gradients(self.flat[sl], x, y, v)
         active = None if v is None else v.any(dim=1)
+        if active is not None and bool(active.all()):
+            active = None  # every node steps: no state to keep (the same numbers, fewer ops)
         self._step(sl, grad, active)
         mask = 1.0 if active is None else active.to(total.dtype)
         total[sl] += per_node.detach().double() * mask
