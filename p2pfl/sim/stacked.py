@@ -2,9 +2,12 @@
 
 torch.func.vmap over `functional_call` turns each nn.Linear of N stacked models into a batched
 matrix product plus a broadcast bias and each ReLU into one elementwise op; this module issues
-those same aten ops itself (bmm, add, relu), so logits and their gradients are bit for bit
-vmap's, without vmap's and functional_call's Python work per call (most of the time of a small
-network's round). Any other model (a CNN, BatchNorm, user code) goes through vmap.
+those same aten ops itself (bmm, add, relu), so logits are bit for bit vmap's, without vmap's
+and functional_call's Python work per call. `loss_and_gradients` also writes out the backward
+pass: the kernels autograd runs for it (nll_loss and log-softmax backward, threshold_backward,
+bmm, sum) on the same tensors, so the gradients are autograd's bit for bit, without building a
+graph (half of a small network's step). Any other model (a CNN, BatchNorm, user code) goes
+through vmap and autograd.
 """
 
 from __future__ import annotations
@@ -51,3 +54,55 @@ def forward(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor,
         if bias:
             h = h.add_(params[bias].unsqueeze(1))
     return h
+
+
+def loss_and_gradients(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor,
+                       y: torch.Tensor, valid: torch.Tensor | None,
+                       grads: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each model's mean cross-entropy on its batch ([N]; over the valid rows when `valid`
+    [N, B] is given), with the gradient of their sum written into `grads` (name -> [N, *shape],
+    e.g. views of one flat buffer).
+
+    The loss takes the logits as [N, classes, B]: log-softmax over a middle dimension is an
+    order of magnitude faster than over a last dimension of a few classes, with the same values.
+    """
+    n, b = y.shape
+    h = x.reshape(n, b, -1)
+    saved = []  # per layer: its input (Linear) or output (ReLU)
+    for layer in layers:
+        if layer is None:
+            h = h.relu_()
+            saved.append(h)
+            continue
+        weight, bias = layer
+        saved.append(h)
+        h = torch.bmm(h, params[weight].transpose(1, 2))
+        if bias:
+            h = h.add_(params[bias].unsqueeze(1))
+    log_p = torch._log_softmax(h.transpose(1, 2).contiguous(), 1, False)  # [N, classes, B]
+    target = y.unsqueeze(1)
+    ce = log_p.gather(1, target).squeeze(1).neg_()  # nll_loss: -log p[target]
+    # Backward from sum over nodes of the per-node loss, as autograd takes it.
+    if valid is None:
+        per_node = ce.mean(dim=1)
+        g_ce = torch.ones(n, 1).expand(n, b) / b  # MeanBackward
+    else:
+        v = valid.to(ce.dtype)
+        total = v.sum(dim=1).clamp_min(1.0)
+        per_node = (ce * v).sum(dim=1) / total
+        g_ce = (torch.ones(n) / total).unsqueeze(1).expand(n, b) * v  # Div, Sum, Mul backward
+    g_log_p = torch.zeros_like(log_p).scatter_(1, target, g_ce.neg().unsqueeze(1))  # NllLoss backward
+    g = torch._log_softmax_backward_data(g_log_p, log_p, 1, log_p.dtype)
+    g = g.transpose(1, 2).contiguous()  # [N, B, classes], as autograd's grad of the logits
+    for index in range(len(layers) - 1, -1, -1):
+        layer, kept = layers[index], saved[index]
+        if layer is None:
+            g = torch.ops.aten.threshold_backward(g, kept, 0)
+            continue
+        weight, bias = layer
+        if bias:
+            grads[bias].copy_(g.sum(dim=1))
+        grads[weight].copy_(torch.bmm(kept.transpose(1, 2), g).transpose(1, 2))
+        if any(earlier is not None for earlier in layers[:index]):
+            g = torch.bmm(g, params[weight])
+    return per_node

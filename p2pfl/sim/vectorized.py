@@ -73,7 +73,8 @@ class VectorizedEngine:
         self._spare: torch.Tensor | None = None  # the [N, P] buffer the next mix writes into
         self._grad = threading.local()  # .buffer [CHUNK, P]: a block's gradients (see _flat_grad)
         self._handed_out: weakref.ref | None = None  # the last X `params` returned: never a spare
-        self._check_vmappable(name or type(model).__name__)
+        if self._layers is None or dp is not None:  # the batched products need no vmap
+            self._check_vmappable(name or type(model).__name__)
 
     def _one(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
              x: torch.Tensor) -> torch.Tensor:
@@ -156,7 +157,11 @@ class VectorizedEngine:
         sl = slice(a, min(self.data.nodes, a + CHUNK))
         v = None if valid is None else valid[sl]
         x, y = self._batch(rows[sl])
-        if self.dp is None:
+        if self.dp is None and self._layers is not None:  # backward written out: no graph
+            grad = self._grad_buffer(sl.stop - sl.start)
+            per_node = stacked.loss_and_gradients(self._layers, unflatten(self.flat[sl], self.specs), x, y,
+                                                  v, unflatten(grad, self.specs))
+        elif self.dp is None:
             params = _leaves(self.flat[sl], self.specs)
             bufs = {k: b[sl] for k, b in self.node_buffers.items()}  # views: updates stay
             per_node = self.node_losses(params, x, y, v, bufs)
@@ -175,14 +180,17 @@ class VectorizedEngine:
     def _flat_grad(self, grads: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The per-parameter gradients of a block as one [n, P] tensor, copied into a buffer kept
         between blocks (the weights' gradients come transposed: one strided copy, no cat)."""
-        n = grads[0].shape[0]
-        buffer = getattr(self._grad, "buffer", None)  # one per worker thread
-        if buffer is None or buffer.shape[0] < n:
-            buffer = self._grad.buffer = torch.empty(n, self.flat.shape[1], dtype=self.flat.dtype)
-        out = buffer[:n]
+        out = self._grad_buffer(grads[0].shape[0])
         for view, g in zip(unflatten(out, self.specs).values(), grads, strict=True):
             view.copy_(g)
         return out
+
+    def _grad_buffer(self, n: int) -> torch.Tensor:
+        """[n, P] for a block's gradients, kept between blocks (one per worker thread)."""
+        buffer = getattr(self._grad, "buffer", None)
+        if buffer is None or buffer.shape[0] < n:
+            buffer = self._grad.buffer = torch.empty(n, self.flat.shape[1], dtype=self.flat.dtype)
+        return buffer[:n]
 
     def _batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features [n, B, *input_shape] and labels [n, B] of the data rows [n, B] (index_select
