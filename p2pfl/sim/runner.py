@@ -146,7 +146,7 @@ def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bo
     start = time.perf_counter()
     phases = dict.fromkeys(PHASES, 0.0)
     ds, data, topo = prepare(cfg, phases)
-    torch.manual_seed(cfg.seed)
+    torch.default_generator.manual_seed(cfg.seed)  # CPU only: torch.manual_seed also queues CUDA's
     model = build_model(cfg.model, ds.input_shape, ds.n_classes, parse_hidden(cfg.hidden), cfg.seed)
     opt = OptimConfig(name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
     lap = time.perf_counter()

@@ -71,6 +71,7 @@ class VectorizedEngine:
         self._w_scipy: sp.csr_matrix | None = None
         self._w_rows: list[tuple[int, torch.Tensor]] = []  # W in blocks of MIX_ROWS rows, as torch
         self._spare: torch.Tensor | None = None  # the [N, P] buffer the next mix writes into
+        self._view_cache: dict[tuple, dict[str, torch.Tensor]] = {}  # see _views
         self._grad = threading.local()  # .buffer [CHUNK, P]: a block's gradients (see _flat_grad)
         self._handed_out: weakref.ref | None = None  # the last X `params` returned: never a spare
         if self._layers is None or dp is not None:  # the batched products need no vmap
@@ -143,9 +144,9 @@ class VectorizedEngine:
             valid = None if step.valid is None else torch.from_numpy(step.valid)
             block = functools.partial(self._train_block, rows=rows, valid=valid, total=total, taken=taken)
             starts = range(0, n, CHUNK)
-            if self.dp is None:
+            if self.dp is None and n > CHUNK:
                 blocks.run(block, starts)
-            else:
+            else:  # one block, or DP-SGD: here, in order
                 for a in starts:
                     block(a)
         return (total / taken).numpy() if len(steps) else np.full(n, np.nan)
@@ -159,8 +160,8 @@ class VectorizedEngine:
         x, y = self._batch(rows[sl])
         if self.dp is None and self._layers is not None:  # backward written out: no graph
             grad = self._grad_buffer(sl.stop - sl.start)
-            per_node = stacked.loss_and_gradients(self._layers, unflatten(self.flat[sl], self.specs), x, y,
-                                                  v, unflatten(grad, self.specs))
+            per_node = stacked.loss_and_gradients(self._layers, self._views(self.flat, sl), x, y, v,
+                                                  self._views(grad, slice(0, None)))
         elif self.dp is None:
             params = _leaves(self.flat[sl], self.specs)
             bufs = {k: b[sl] for k, b in self.node_buffers.items()}  # views: updates stay
@@ -173,9 +174,13 @@ class VectorizedEngine:
         if active is not None and bool(active.all()):
             active = None  # every node steps: no state to keep (the same numbers, fewer ops)
         self._step(sl, grad, active)
-        mask = 1.0 if active is None else active.to(total.dtype)
-        total[sl] += per_node.detach().double() * mask
-        taken[sl] += mask
+        if active is None:
+            total[sl] += per_node.detach().double()
+            taken[sl] += 1.0
+        else:
+            mask = active.to(total.dtype)
+            total[sl] += per_node.detach().double() * mask
+            taken[sl] += mask
 
     def _flat_grad(self, grads: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The per-parameter gradients of a block as one [n, P] tensor, copied into a buffer kept
@@ -184,6 +189,17 @@ class VectorizedEngine:
         for view, g in zip(unflatten(out, self.specs).values(), grads, strict=True):
             view.copy_(g)
         return out
+
+    def _views(self, flat: torch.Tensor, sl: slice) -> dict[str, torch.Tensor]:
+        """unflatten(flat[sl]), kept for the few tensors the blocks read (X and its spare, the
+        gradient buffers): made anew each step they cost a small network's step a tenth."""
+        key = (flat.data_ptr(), tuple(flat.shape), sl.start, sl.stop)
+        views = self._view_cache.get(key)
+        if views is None:
+            if len(self._view_cache) > 4 * (1 + self.data.nodes // CHUNK) + 8:
+                self._view_cache.clear()  # a safety net: two X buffers and the gradients'
+            views = self._view_cache[key] = unflatten(flat[sl], self.specs)
+        return views
 
     def _grad_buffer(self, n: int) -> torch.Tensor:
         """[n, P] for a block's gradients, kept between blocks (one per worker thread)."""
@@ -280,6 +296,7 @@ class VectorizedEngine:
     def set_params(self, flat: torch.Tensor) -> None:
         """Replace the parameters of all nodes ([N, P]); optimizer state stays."""
         self.flat = flat.detach().contiguous()
+        self._view_cache.clear()  # views of the X before would keep it alive
 
 
 def _leaves(flat: torch.Tensor, specs: list[tuple[str, tuple[int, ...], torch.dtype]],
