@@ -61,7 +61,7 @@ def node_accuracies(
     model.eval()
     try:
         if layers is not None:  # pure functions of their block: on the workers
-            blocks.run(into_out, range(0, n, chunk))
+            blocks.run(into_out, range(0, n, chunk), kind="evaluate")
         else:  # functional_call swaps the module's parameters: one block at a time
             for a in range(0, n, chunk):
                 into_out(a)

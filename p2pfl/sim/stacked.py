@@ -58,10 +58,10 @@ def forward(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor,
 
 def loss_and_gradients(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor,
                        y: torch.Tensor, valid: torch.Tensor | None,
-                       grads: dict[str, torch.Tensor]) -> torch.Tensor:
+                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Each model's mean cross-entropy on its batch ([N]; over the valid rows when `valid`
-    [N, B] is given), with the gradient of their sum written into `grads` (name -> [N, *shape],
-    e.g. views of one flat buffer).
+    [N, B] is given), and the gradient of their sum: one tensor per parameter in the order of
+    `params` ([N, *shape]; a weight's is a transposed view, as autograd gives it).
 
     The loss takes the logits as [N, classes, B]: log-softmax over a middle dimension is an
     order of magnitude faster than over a last dimension of a few classes, with the same values.
@@ -94,6 +94,7 @@ def loss_and_gradients(layers: Layers, params: dict[str, torch.Tensor], x: torch
     g_log_p = torch.zeros_like(log_p).scatter_(1, target, g_ce.neg().unsqueeze(1))  # NllLoss backward
     g = torch._log_softmax_backward_data(g_log_p, log_p, 1, log_p.dtype)
     g = g.transpose(1, 2).contiguous()  # [N, B, classes], as autograd's grad of the logits
+    grads: dict[str, torch.Tensor] = {}
     for index in range(len(layers) - 1, -1, -1):
         layer, kept = layers[index], saved[index]
         if layer is None:
@@ -101,8 +102,8 @@ def loss_and_gradients(layers: Layers, params: dict[str, torch.Tensor], x: torch
             continue
         weight, bias = layer
         if bias:
-            grads[bias].copy_(g.sum(dim=1))
-        grads[weight].copy_(torch.bmm(kept.transpose(1, 2), g).transpose(1, 2))
+            grads[bias] = g.sum(dim=1)
+        grads[weight] = torch.bmm(kept.transpose(1, 2), g).transpose(1, 2)
         if any(earlier is not None for earlier in layers[:index]):
             g = torch.bmm(g, params[weight])
-    return per_node
+    return per_node, [grads[name] for name in params]

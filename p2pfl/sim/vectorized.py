@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import threading
 import weakref
 
 import numpy as np
@@ -72,7 +71,6 @@ class VectorizedEngine:
         self._w_rows: list[tuple[int, torch.Tensor]] = []  # W in blocks of MIX_ROWS rows, as torch
         self._spare: torch.Tensor | None = None  # the [N, P] buffer the next mix writes into
         self._view_cache: dict[tuple, dict[str, torch.Tensor]] = {}  # see _views
-        self._grad = threading.local()  # .buffer [CHUNK, P]: a block's gradients (see _flat_grad)
         self._handed_out: weakref.ref | None = None  # the last X `params` returned: never a spare
         if self._layers is None or dp is not None:  # the batched products need no vmap
             self._check_vmappable(name or type(model).__name__)
@@ -145,7 +143,7 @@ class VectorizedEngine:
             block = functools.partial(self._train_block, rows=rows, valid=valid, total=total, taken=taken)
             starts = range(0, n, CHUNK)
             if self.dp is None and n > CHUNK:
-                blocks.run(block, starts)
+                blocks.run(block, starts, kind="train")
             else:  # one block, or DP-SGD: here, in order
                 for a in starts:
                     block(a)
@@ -159,15 +157,12 @@ class VectorizedEngine:
         v = None if valid is None else valid[sl]
         x, y = self._batch(rows[sl])
         if self.dp is None and self._layers is not None:  # backward written out: no graph
-            grad = self._grad_buffer(sl.stop - sl.start)
-            per_node = stacked.loss_and_gradients(self._layers, self._views(self.flat, sl), x, y, v,
-                                                  self._views(grad, slice(0, None)))
+            per_node, grad = stacked.loss_and_gradients(self._layers, self._views(self.flat, sl), x, y, v)
         elif self.dp is None:
             params = _leaves(self.flat[sl], self.specs)
             bufs = {k: b[sl] for k, b in self.node_buffers.items()}  # views: updates stay
             per_node = self.node_losses(params, x, y, v, bufs)
-            grads = torch.autograd.grad(per_node.sum(), list(params.values()))
-            grad = self._flat_grad(grads)
+            grad = list(torch.autograd.grad(per_node.sum(), list(params.values())))
         else:
             grad, per_node = self._dp_gradients(self.flat[sl], x, y, v)
         active = None if v is None else v.any(dim=1)
@@ -182,31 +177,16 @@ class VectorizedEngine:
             total[sl] += per_node.detach().double() * mask
             taken[sl] += mask
 
-    def _flat_grad(self, grads: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """The per-parameter gradients of a block as one [n, P] tensor, copied into a buffer kept
-        between blocks (the weights' gradients come transposed: one strided copy, no cat)."""
-        out = self._grad_buffer(grads[0].shape[0])
-        for view, g in zip(unflatten(out, self.specs).values(), grads, strict=True):
-            view.copy_(g)
-        return out
-
     def _views(self, flat: torch.Tensor, sl: slice) -> dict[str, torch.Tensor]:
         """unflatten(flat[sl]), kept for the few tensors the blocks read (X and its spare, the
-        gradient buffers): made anew each step they cost a small network's step a tenth."""
+        optimizer state): made anew each step they cost a small network's step a tenth."""
         key = (flat.data_ptr(), tuple(flat.shape), sl.start, sl.stop)
         views = self._view_cache.get(key)
         if views is None:
             if len(self._view_cache) > 4 * (1 + self.data.nodes // CHUNK) + 8:
-                self._view_cache.clear()  # a safety net: two X buffers and the gradients'
+                self._view_cache.clear()  # a safety net: two X buffers and the optimizer state
             views = self._view_cache[key] = unflatten(flat[sl], self.specs)
         return views
-
-    def _grad_buffer(self, n: int) -> torch.Tensor:
-        """[n, P] for a block's gradients, kept between blocks (one per worker thread)."""
-        buffer = getattr(self._grad, "buffer", None)
-        if buffer is None or buffer.shape[0] < n:
-            buffer = self._grad.buffer = torch.empty(n, self.flat.shape[1], dtype=self.flat.dtype)
-        return buffer[:n]
 
     def _batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features [n, B, *input_shape] and labels [n, B] of the data rows [n, B] (index_select
@@ -230,35 +210,49 @@ class VectorizedEngine:
         return torch.cat(grads), torch.cat(losses)
 
     @torch.no_grad()
-    def _step(self, sl: slice, grad: torch.Tensor, active: torch.Tensor | None) -> None:
-        """One optimizer step on the active nodes of a block (torch.optim's update rules)."""
+    def _step(self, sl: slice, grads: list[torch.Tensor] | torch.Tensor, active: torch.Tensor | None) -> None:
+        """One optimizer step on the active nodes of a block (torch.optim's update rules).
+
+        `grads`: one tensor per parameter ([n, *shape], any layout: a weight's gradient comes
+        transposed, read in place), or all of them as one [n, P] tensor.
+        """
         o = self.opt
-        p, buf, count = self.flat[sl], self.buf[sl], self.count[sl]
-        sq = None if self.sq is None else self.sq[sl]
-        keep = None if active is None else ~active[:, None]
-        old = None if keep is None else (p.clone(), buf.clone(), None if sq is None else sq.clone())
-        if o.weight_decay:
-            grad = grad.add(p, alpha=o.weight_decay)
-        count += 1.0 if active is None else active[:, None].double()
-        if o.name == "sgd":
-            if o.momentum:
-                buf.mul_(o.momentum).add_(grad)
-                p.add_(buf, alpha=-o.lr)
-            else:
-                p.add_(grad, alpha=-o.lr)
+        count = self.count[sl]
+        n = count.shape[0]
+        if isinstance(grads, torch.Tensor):
+            parts = [(self.flat[sl], self.buf[sl], None if self.sq is None else self.sq[sl], grads)]
         else:
+            sqs = [None] * len(grads) if self.sq is None else self._views(self.sq, sl).values()
+            parts = list(zip(self._views(self.flat, sl).values(), self._views(self.buf, sl).values(), sqs,
+                             grads, strict=True))
+        count += 1.0 if active is None else active[:, None].double()
+        if o.name == "adam":
             b1, b2 = o.betas
-            buf.lerp_(grad, 1 - b1)
-            sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
             steps = count.clamp_min(1.0)
-            step_size = (o.lr / (1 - b1**steps)).to(p.dtype)
-            bc2_sqrt = torch.sqrt(1 - b2**steps).to(p.dtype)
-            p.addcdiv_(buf * step_size, (sq.sqrt() / bc2_sqrt).add_(o.eps), value=-1.0)
-        if old is not None:
-            p.copy_(torch.where(keep, old[0], p))
-            buf.copy_(torch.where(keep, old[1], buf))
-            if sq is not None:
-                sq.copy_(torch.where(keep, old[2], sq))
+            step_size = (o.lr / (1 - b1**steps)).to(self.flat.dtype)
+            bc2_sqrt = torch.sqrt(1 - b2**steps).to(self.flat.dtype)
+        for p, buf, sq, grad in parts:
+            shape = (n,) + (1,) * (p.dim() - 1)  # per node, broadcast over the parameter
+            keep = None if active is None else ~active.view(shape)
+            old = None if keep is None else (p.clone(), buf.clone(), None if sq is None else sq.clone())
+            if o.weight_decay:
+                grad = grad.add(p, alpha=o.weight_decay)
+            if o.name == "sgd":
+                if o.momentum:
+                    buf.mul_(o.momentum).add_(grad)
+                    p.add_(buf, alpha=-o.lr)
+                else:
+                    p.add_(grad, alpha=-o.lr)
+            else:
+                buf.lerp_(grad, 1 - b1)
+                sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                p.addcdiv_(buf * step_size.view(shape), (sq.sqrt() / bc2_sqrt.view(shape)).add_(o.eps),
+                           value=-1.0)
+            if old is not None:
+                p.copy_(torch.where(keep, old[0], p))
+                buf.copy_(torch.where(keep, old[1], buf))
+                if sq is not None:
+                    sq.copy_(torch.where(keep, old[2], sq))
 
     @torch.no_grad()
     def mix(self, w: sp.csr_matrix) -> None:
@@ -278,7 +272,7 @@ class VectorizedEngine:
             w_rows = rows[a]
             torch.addmm(out[a : a + w_rows.shape[0]], w_rows, x, beta=0, out=out[a : a + w_rows.shape[0]])
 
-        blocks.run(block, list(rows))
+        blocks.run(block, list(rows), kind="mix")
         # The old X is the next spare unless `params` handed it out.
         handed_out = self._handed_out is not None and self._handed_out() is self.flat
         self._spare = None if handed_out else self.flat
