@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-PROBE_EVERY = 8  # runs between tries of the worker count not in use
-SMOOTHING = 0.3  # weight of the newest run in the running seconds per block
+PROBE_EVERY = 4  # runs between tries of the worker count not in use
 
 _local = threading.local()  # .inside: this thread is running blocks
 _pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pid, workers) -> pool
@@ -53,8 +52,9 @@ class _Pace:
         return other if self.runs % PROBE_EVERY == 0 else best
 
     def record(self, count: int, per_block: float) -> None:
-        old = self.seconds.get(count)
-        self.seconds[count] = per_block if old is None else (1 - SMOOTHING) * old + SMOOTHING * per_block
+        """The latest figure stands: a core taken or freed by another process shows at once
+        (and the first run's one-time costs are forgotten at the next)."""
+        self.seconds[count] = per_block
 
 
 _paces: dict[str, _Pace] = {}
