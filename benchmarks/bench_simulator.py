@@ -4,12 +4,13 @@ Workload: MLP (32 hidden units) on `synthetic` (64 rows per hospital, 32 feature
 one local SGD step of batch 32 per round, exponential topology, Metropolis-Hastings weights.
 
 Part 1 prints node-rounds per second of both engines on the same workload at 64 and 1,000 nodes
-and their ratio (target: vectorized >= 30x at 1,000 nodes). Part 2 runs the whole
-`p2pfl simulate` command (data generation, 100 rounds, final evaluation) in a fresh process for
-10,000 and 50,000 nodes and prints wall time, peak memory and where the time went (target:
-50,000 nodes within 60 s). Part 3 times a small network, 8 nodes x 20 rounds of breast_cancer
-with an MLP of 32 and one local epoch, by the summary's `wall_seconds`: the first run of a fresh
-`p2pfl simulate` process, and the same run repeated in one process (target: at most 25 ms).
+and their ratio, torch on one thread for both (target: vectorized >= 30x at 1,000 nodes).
+Part 2 runs the whole `p2pfl simulate` command (data generation, 100 rounds, final evaluation)
+in a fresh process for 10,000 and 50,000 nodes and prints wall time, peak memory and where the
+time went (target: 50,000 nodes within 60 s). Part 3 times a small network, 8 nodes x 20
+rounds of breast_cancer with an MLP of 32 and one local epoch, by the summary's `wall_seconds`:
+the first run of a fresh `p2pfl simulate` process (which pays the imports), and the same run
+repeated in one process (target: at most 25 ms).
 The machine is shared: the load average is printed with the figures.
 Usage: python benchmarks/bench_simulator.py [--quick]
 """
@@ -84,12 +85,15 @@ def main() -> None:
 
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{load()}")
-    print("\n== vectorized vs reference (node-rounds per second, same workload) ==")
+    print("\n== vectorized vs reference (node-rounds per second, same workload, torch on 1 thread) ==")
     print(f"{'nodes':>6} {'reference':>12} {'vectorized':>12} {'ratio':>8}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same for both; on a shared machine 2 threads stall on each other
     for n, ref_rounds, vec_rounds in ((64, 20, 100), (1000, 3, 50)) if not args.quick else ((64, 5, 20),):
         ref = node_rounds_per_second(ReferenceEngine, n, ref_rounds)
         vec = node_rounds_per_second(VectorizedEngine, n, vec_rounds)
         print(f"{n:>6} {ref:>12,.0f} {vec:>12,.0f} {vec / ref:>7.1f}x")
+    torch.set_num_threads(threads)
 
     print("\n== large network: `p2pfl simulate`, 100 rounds, whole process ==")
     print(f"{'nodes':>7} {'wall s':>8} {'peak MB':>9} {'node-rounds/s':>14}  seconds per phase")

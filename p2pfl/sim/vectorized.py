@@ -144,9 +144,10 @@ class VectorizedEngine:
             starts = range(0, n, CHUNK)
             if self.dp is None and n > CHUNK:
                 blocks.run(block, starts, kind="train")
-            else:  # one block, or DP-SGD: here, in order
-                for a in starts:
-                    block(a)
+            else:  # one block, or DP-SGD (one noise stream): here, in order, torch on one thread
+                with blocks.one_thread():
+                    for a in starts:
+                        block(a)
         return (total / taken).numpy() if len(steps) else np.full(n, np.nan)
 
     def _train_block(self, a: int, rows: torch.Tensor, valid: torch.Tensor | None,
