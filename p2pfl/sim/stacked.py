@@ -18,6 +18,7 @@ from torch import nn
 from p2pfl.learning.models._component import FlatSequential
 
 Layers = list[tuple[str, str] | None]  # per layer: (weight name, bias name or ""), None: ReLU
+MIDDLE_CLASSES = 16384  # logits from which the loss takes them as [N, classes, B]
 
 
 def linear_layers(model: nn.Module) -> Layers | None:
@@ -63,8 +64,9 @@ def loss_and_gradients(layers: Layers, params: dict[str, torch.Tensor], x: torch
     [N, B] is given), and the gradient of their sum: one tensor per parameter in the order of
     `params` ([N, *shape]; a weight's is a transposed view, as autograd gives it).
 
-    The loss takes the logits as [N, classes, B]: log-softmax over a middle dimension is an
-    order of magnitude faster than over a last dimension of a few classes, with the same values.
+    From MIDDLE_CLASSES logits on, the loss takes them as [N, classes, B]: log-softmax over a
+    middle dimension is an order of magnitude faster than over a last dimension of a few
+    classes, with the same values.
     """
     n, b = y.shape
     h = x.reshape(n, b, -1)
@@ -79,21 +81,31 @@ def loss_and_gradients(layers: Layers, params: dict[str, torch.Tensor], x: torch
         h = torch.bmm(h, params[weight].transpose(1, 2))
         if bias:
             h = h.add_(params[bias].unsqueeze(1))
-    log_p = torch._log_softmax(h.transpose(1, 2).contiguous(), 1, False)  # [N, classes, B]
-    target = y.unsqueeze(1)
-    ce = log_p.gather(1, target).squeeze(1).neg_()  # nll_loss: -log p[target]
+    classes = h.shape[2]
+    middle = h.numel() >= MIDDLE_CLASSES
+    if middle:  # [N, classes, B]
+        log_p = torch._log_softmax(h.transpose(1, 2).contiguous(), 1, False)
+        target = y.unsqueeze(1)
+    else:  # [N * B, classes]: fewer ops for a small network's few logits
+        log_p = torch._log_softmax(h.view(n * b, classes), 1, False)
+        target = y.reshape(n * b, 1)
+    ce = log_p.gather(1, target).view(n, b).neg_()  # nll_loss: -log p[target]
     # Backward from sum over nodes of the per-node loss, as autograd takes it.
     if valid is None:
         per_node = ce.mean(dim=1)
         g_ce = torch.ones(n, 1).expand(n, b) / b  # MeanBackward
+    elif bool(valid.all()):  # the masked sums over every row, in fewer ops: the same numbers
+        per_node = ce.sum(dim=1) / b
+        g_ce = torch.ones(n, 1).expand(n, b) / b
     else:
         v = valid.to(ce.dtype)
         total = v.sum(dim=1).clamp_min(1.0)
         per_node = (ce * v).sum(dim=1) / total
         g_ce = (torch.ones(n) / total).unsqueeze(1).expand(n, b) * v  # Div, Sum, Mul backward
-    g_log_p = torch.zeros_like(log_p).scatter_(1, target, g_ce.neg().unsqueeze(1))  # NllLoss backward
+    g_log_p = torch.zeros_like(log_p).scatter_(1, target, g_ce.neg().view(target.shape))  # NllLoss backward
     g = torch._log_softmax_backward_data(g_log_p, log_p, 1, log_p.dtype)
-    g = g.transpose(1, 2).contiguous()  # [N, B, classes], as autograd's grad of the logits
+    # [N, B, classes], as autograd's grad of the logits
+    g = g.transpose(1, 2).contiguous() if middle else g.view(n, b, classes)
     grads: dict[str, torch.Tensor] = {}
     for index in range(len(layers) - 1, -1, -1):
         layer, kept = layers[index], saved[index]

@@ -39,7 +39,6 @@ from p2pfl.sim.options import DpSettings
 CHUNK = 1024  # nodes per block in local training
 DP_CHUNK = 32  # nodes per block of per-example gradients (DP-SGD holds [n, B, P])
 MIX_ROWS = 4096  # rows of W per block of the mixing product
-MIDDLE_CLASSES = 16384  # logits from which the loss takes them as [n, classes, B] (see node_losses)
 
 
 class VectorizedEngine:
@@ -113,7 +112,7 @@ class VectorizedEngine:
         else:
             logits = self._forward(params, buffers, x)
         n, b, c = logits.shape
-        if logits.numel() < MIDDLE_CLASSES:
+        if logits.numel() < stacked.MIDDLE_CLASSES:
             ce = F.cross_entropy(logits.reshape(n * b, c), y.reshape(n * b), reduction="none").view(n, b)
         else:
             # Classes in the middle ([n, classes, B]): log-softmax over a middle dimension is an
