@@ -541,7 +541,8 @@ def _cmd_topology(args: argparse.Namespace) -> int:
     topo = build_topology(args.name, args.nodes, args.param, seed=args.seed, scheme=args.mixing)
     lo, mean, hi = topo.degree_stats()
     src, _ = topo.edges(0)
-    gap = topo.spectral_gap()
+    found = topo.gap()
+    gap = found.value
     rounds = predicted_rounds(gap)
     info = {
         "topology": args.name,
@@ -556,6 +557,7 @@ def _cmd_topology(args: argparse.Namespace) -> int:
         "connected": topo.is_connected(),
         "mixing": args.mixing,
         "spectral_gap": gap,
+        "spectral_gap_method": found.describe(),
         "predicted_rounds": rounds if math.isfinite(rounds) else None,
     }
     if args.json:
@@ -565,7 +567,7 @@ def _cmd_topology(args: argparse.Namespace) -> int:
     print(f"{args.name}: {topo.n} nodes, {info['edges']} {kind}")
     print(f"degree min/mean/max: {lo} / {mean:.2f} / {hi}")
     print(f"connected: {'yes' if info['connected'] else 'NO'}")
-    print(f"spectral gap ({args.mixing}): {gap:.6g}")
+    print(f"spectral gap ({args.mixing}): {gap:.6g}, {found.describe()}")
     print(f"rounds to shrink consensus error 1000x (ln(1000)/gap): "
           f"{'never' if not math.isfinite(rounds) else f'{rounds:.1f}'}")
     return 0
@@ -575,6 +577,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from p2pfl.settings.load import sim_config
     from p2pfl.sim.report import summary, write_outputs
     from p2pfl.sim.runner import simulate
+
+    _no_numpy_huge_pages()
 
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "json", "func", "device")}
     cfg = sim_config(args.config, flags)
@@ -592,6 +596,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     else:
         _print_result(result)
     return 0
+
+
+def _no_numpy_huge_pages() -> None:
+    """numpy asks the kernel for transparent huge pages on every large array. Where the kernel
+    then compacts memory on the page fault (THP defrag "madvise", as on the 2-core VM of the
+    benchmarks), faulting in the 800 MB table of 50,000 synthetic sites took 0.2 to 2.4 s instead
+    of a steady 0.3 s. NUMPY_MADVISE_HUGEPAGE=1 in the environment keeps numpy's default."""
+    import os
+
+    import numpy as np
+
+    setter = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
+    if os.environ.get("NUMPY_MADVISE_HUGEPAGE") is None and setter is not None:
+        setter(False)
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
@@ -650,8 +668,8 @@ def _print_result(result) -> None:
                       f"{f['train_loss']:.4f}", f"{f['mb_sent_per_node']:.2f}")
     console = Console()
     console.print(table)
-    console.print(f"spectral gap {result.spectral_gap:.4g}, {result.n_params} parameters, "
-                  f"{result.wall_seconds:.1f} s")
+    console.print(f"spectral gap {result.spectral_gap:.4g} ({result.gap_method}), {result.n_params} "
+                  f"parameters, {result.wall_seconds:.1f} s")
     main = result.main
     if main.epsilon is not None:
         console.print(f"differential privacy: epsilon {main.epsilon:.3g} at delta {main.delta:g} "

@@ -25,6 +25,7 @@ def test_topology_json(capsys):
     assert {"nodes", "edges", "spectral_gap", "predicted_rounds"} <= set(info)
     assert info["nodes"] == 12 and info["edges"] == 12 and info["connected"]
     assert info["predicted_rounds"] == pytest.approx(6.907755 / info["spectral_gap"])
+    assert info["spectral_gap_method"] == "dense (exact)"
 
 
 def test_topology_text_and_params(capsys):
@@ -107,7 +108,7 @@ def test_simulate_json_and_out(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(SMALL + ["--json", "--baseline", "centralized", "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert set(summary) >= {"config", "spectral_gap", "wall_seconds", "final"}
+    assert set(summary) >= {"config", "spectral_gap", "spectral_gap_method", "wall_seconds", "final"}
     assert set(summary["final"]) >= {"mean_local_accuracy", "min_local_accuracy",
                                      "averaged_model_accuracy", "consensus_distance", "train_loss"}
     assert summary["config"]["nodes"] == 4 and summary["baseline"]["name"] == "centralized"
@@ -186,3 +187,12 @@ def test_console_script_error_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"p2pfl: error: {csv}: no label column 'label' (columns: age, outcome)"
+
+
+def test_simulate_json_says_where_the_time_went(capsys):
+    assert main(SMALL + ["--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    phases = summary["phase_seconds"]
+    assert set(phases) == {"data", "topology", "gap", "training", "communication", "evaluation", "other"}
+    assert all(v >= 0 for v in phases.values())
+    assert sum(phases.values()) == pytest.approx(summary["wall_seconds"], abs=0.01)

@@ -52,3 +52,20 @@ def test_engines_agree_for_adam_epochs_uneven_data_and_time_varying_graphs(
     ref, vec, _, start = _run_both(optimizer, steps, epochs, 5, partition, topology)
     assert (ref - vec).abs().max().item() < 1e-5
     _assert_trained(ref, start)
+
+
+def test_mixing_writes_into_a_spare_buffer_but_never_one_handed_out():
+    cfg = SimConfig(dataset="digits", nodes=8, topology="exponential", partition="iid", seed=0)
+    ds, data, topo = prepare(cfg)
+    model = build_model("mlp", ds.input_shape, ds.n_classes, (16,), seed=0)
+    engine = VectorizedEngine(model, data, OptimConfig("sgd", lr=0.05), flatten(model))
+    engine.local_round(BatchPlan(data.sizes, 32, 1, seed=0).round(0))
+    held = engine.params()
+    kept = held.clone()
+    expected = kept
+    w = topo.mixing(0)
+    for _ in range(4):
+        engine.mix(w)
+        expected = torch.sparse.mm(torch.from_numpy(w.toarray()).float().to_sparse_csr(), expected)
+    assert torch.equal(held, kept)
+    assert (engine.params() - expected).abs().max().item() < 1e-6

@@ -1,4 +1,4 @@
-"""Mixing matrices for gossip averaging and their spectral gap.
+"""Mixing matrices for gossip averaging (their spectral gap: `p2pfl.gossip.spectral`).
 
 Row i of a mixing matrix W holds the weights node i gives to itself and to the models it
 receives: x_i <- sum_j W_ij x_j. Metropolis-Hastings and max-degree weights are symmetric and
@@ -15,13 +15,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 import torch
 
 SCHEMES = ("metropolis_hastings", "max_degree", "uniform")
-
-# Dense eigendecomposition below this many nodes; sparse solvers above.
-DENSE_LIMIT = 1500
 
 
 def undirected_arrays(n: int, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,85 +52,6 @@ def receiver_average(n: int, src: np.ndarray, dst: np.ndarray) -> sp.csr_matrix:
     w = 1.0 / (1.0 + indeg[dst])
     off = sp.csr_matrix((w, (dst, src)), shape=(n, n))
     return (off + sp.diags(1.0 / (1.0 + indeg))).tocsr()
-
-
-def spectral_gap(w: sp.spmatrix | np.ndarray) -> float:
-    """1 - max(|lambda_2|, |lambda_n|) of a symmetric mixing matrix.
-
-    Dense below DENSE_LIMIT nodes. Above it, Lanczos on W with the consensus direction
-    projected out; when that does not converge (slowly mixing graphs such as a long ring,
-    whose top eigenvalues crowd near 1), shift-invert around both ends of the spectrum.
-    """
-    w = sp.csr_matrix(w)
-    n = w.shape[0]
-    if n <= 1:
-        return 1.0
-    if n <= DENSE_LIMIT:
-        ev = np.linalg.eigvalsh(w.toarray())
-        return float(max(0.0, 1.0 - max(abs(ev[-2]), abs(ev[0]))))
-
-    def deflated(v: np.ndarray) -> np.ndarray:
-        v = v - v.mean()
-        out = w @ v
-        return out - out.mean()
-
-    op = spla.LinearOperator((n, n), matvec=deflated, dtype=np.float64)
-    try:
-        top = spla.eigsh(op, k=1, which="LM", tol=1e-10, maxiter=100, return_eigenvectors=False)
-        return float(max(0.0, 1.0 - abs(top[0])))
-    except spla.ArpackNoConvergence:
-        pass
-    lap = (sp.identity(n, format="csc") - w).tocsc()
-    low = spla.eigsh(lap, k=2, sigma=-1e-9, which="LM", return_eigenvectors=False)
-    # The bottom of the spectrum needs little precision: it only matters when near -1.
-    try:
-        bottom = spla.eigsh(w, k=1, which="SA", tol=1e-4, maxiter=3000, return_eigenvectors=False)
-    except spla.ArpackNoConvergence as exc:
-        bottom = exc.eigenvalues if len(exc.eigenvalues) else np.array([-1.0])
-    return float(max(0.0, min(max(low), 1.0 + float(np.min(bottom)))))
-
-
-def mixing_rate_gap(ws: list[sp.spmatrix], product: bool = False) -> float:
-    """Per-round spectral gap of a random or time-varying mixing sequence.
-
-    With M = (I - J) W (I - J) and J the averaging matrix, consensus error contracts in
-    expectation by rho = lambda_max(E[M^T M]) per round in squared norm; the gap returned,
-    1 - sqrt(rho), equals the usual spectral gap when W is fixed and symmetric. With
-    `product`, the sequence is one period applied in order (W_k ... W_1) and the gap is per
-    round: 1 - rho^(1/(2k)).
-    """
-    n = ws[0].shape[0]
-    if n <= 1:
-        return 1.0
-    mats = [sp.csr_matrix(w) for w in ws]
-
-    def center(v: np.ndarray) -> np.ndarray:
-        return v - v.mean()
-
-    def apply(v: np.ndarray, transpose: bool) -> np.ndarray:
-        for m in reversed(mats) if transpose else mats:
-            v = center((m.T if transpose else m) @ v)
-        return v
-
-    def matvec(v: np.ndarray) -> np.ndarray:
-        v = center(np.asarray(v, dtype=np.float64).ravel())
-        if product:
-            return apply(apply(v, False), True)
-        acc = np.zeros(n)
-        for m in mats:
-            acc += m.T @ center(m @ v)
-        return center(acc / len(mats))
-
-    if n <= DENSE_LIMIT:
-        a = np.column_stack([matvec(e) for e in np.eye(n)])
-        rho = float(np.linalg.eigvalsh((a + a.T) / 2)[-1])
-    elif np.linalg.norm(matvec(np.random.default_rng(0).standard_normal(n))) < 1e-9:
-        rho = 0.0  # the sequence averages exactly (one-peer exponential, n a power of two)
-    else:
-        op = spla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-        rho = float(spla.eigsh(op, k=1, which="LA", tol=1e-8, return_eigenvectors=False)[0])
-    rho = min(max(rho, 0.0), 1.0)
-    return float(1.0 - rho ** (1.0 / (2 * len(mats) if product else 2)))
 
 
 # Spectral gaps at or below this are rounding error, not mixing: the eigensolvers return up to

@@ -54,12 +54,12 @@ class BatchPlan:
             perm = np.argsort(keys, axis=1)
             for s in range(-(-width // b)):
                 c = cols[s * b : (s + 1) * b]
-                index = perm[:, c]
-                if len(c) < b:
-                    index = np.pad(index, ((0, 0), (0, b - len(c))))
                 valid = np.zeros((n, b), dtype=bool)
                 valid[:, : len(c)] = c[None, :] < sizes[:, None]
-                steps.append(Step(np.where(valid, index, 0), valid))
+                index = np.zeros((n, b), dtype=perm.dtype)  # the last step padded with row 0
+                index[:, : len(c)] = perm[:, s * b : s * b + len(c)]
+                index[~valid] = 0
+                steps.append(Step(index, valid))
         return steps
 
     def steps_per_round(self) -> int:

@@ -73,7 +73,7 @@ def load_dataset(
     """
     source, table = load_table(spec, seed, label_column, site_column, nodes, classes, options, schema)
     train, test = split_rows(table, seed, test_fraction)
-    return make_dataset(source, table, train, test, Statistics.of(table.x[train], table.columns))
+    return make_dataset(source, table, train, test, Statistics.of(table.x, table.columns, rows=train))
 
 
 def load_table(
@@ -111,12 +111,11 @@ def make_dataset(source: DataSource, table: Table, train: np.ndarray, test: np.n
     """The dataset of these rows, preprocessed as `statistics` fix (the training rows' own, or
     statistics every member agreed on)."""
     pre = Preprocessor(table.columns, statistics)
-    xs = pre.transform(table.x)
     return Dataset(
         name=table.name,
-        x_train=xs[train],
+        x_train=pre.transform(table.x, rows=train),
         y_train=table.y[train],
-        x_test=xs[test],
+        x_test=pre.transform(table.x, rows=test),
         y_test=table.y[test],
         n_classes=n_classes_of(table),
         feature_names=pre.feature_names,

@@ -110,7 +110,7 @@ def load_local_table(
     """Read and split this node's data (see `load_local`); its statistics are the training rows'."""
     src, table = load_table(source, seed, label_column, None, members, classes or None, options, schema)
     train, test = split_rows(table, seed, TEST_FRACTION)
-    return LocalTable(src, table, train, test, Statistics.of(table.x[train], table.columns),
+    return LocalTable(src, table, train, test, Statistics.of(table.x, table.columns, rows=train),
                       index, members, partition_spec, seed)
 
 

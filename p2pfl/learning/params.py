@@ -41,7 +41,7 @@ def unflatten(
     start = 0
     for name, shape, _ in specs:
         n = _numel(shape)
-        out[name] = flat[..., start : start + n].view(*lead, *shape)
+        out[name] = flat.narrow(-1, start, n).view(*lead, *shape)  # narrow: the slice, cheaper
         start += n
     return out
 

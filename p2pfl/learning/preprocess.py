@@ -25,6 +25,7 @@ from p2pfl.learning.schema import Column
 MIN_STD = 1e-12  # a column whose spread is below this is only centred (divided by 1)
 MAX_MAGNITUDE = 1e15  # a received mean or standard deviation beyond this is refused (no overflow)
 MAX_ROWS = 2**53  # a row count beyond this is not a count a float64 holds exactly
+BLOCK_ROWS = 8192  # rows read at a time: temporaries stay in cache, none as large as a table
 
 
 @dataclass(frozen=True)
@@ -40,32 +41,36 @@ class Statistics:
     columns: tuple[Column, ...]
 
     @staticmethod
-    def of(x_raw: np.ndarray, columns: Sequence[Column]) -> Statistics:
-        """The statistics of these rows (float64 [rows, columns], NaN for a missing cell)."""
+    def of(x_raw: np.ndarray, columns: Sequence[Column], rows: np.ndarray | None = None) -> Statistics:
+        """The statistics of these rows (float64 [rows, columns], NaN for a missing cell);
+        `rows`: only these rows of x_raw (read in blocks, never copied whole)."""
         x = np.asarray(x_raw, dtype=np.float64)
         columns = tuple(columns)
         if x.ndim != 2 or x.shape[1] != len(columns):
             raise LearningSettingError(f"statistics: {x.shape} values for {len(columns)} columns")
-        missing = np.isnan(x)
-        if len(x):  # the same reductions over the same array as a plain standardisation
-            mean_all, var_all = x.mean(axis=0), x.var(axis=0)
+        count_rows = len(x) if rows is None else len(rows)
+        if count_rows:  # the same reductions as a plain standardisation of the whole array
+            has_nan, mean_all, var_all = _moments(x, rows)
         numeric: list[tuple[int, float, float]] = []  # (count, mean, var) of each numeric column
         counts = []
         for j, col in enumerate(columns):
-            present = x[~missing[:, j], j] if missing[:, j].any() else x[:, j]
+            present = None  # None: every value present
+            if col.kind == "categorical" or (count_rows and has_nan[j]):
+                column = x[:, j] if rows is None else x[rows, j]
+                present = column[~np.isnan(column)]
             if col.kind == "categorical":
                 codes = present.astype(np.int64)
                 if len(codes) and (codes.min() < 0 or codes.max() >= len(col.categories)):
                     raise LearningSettingError(f"statistics: column {col.name!r} holds an unknown category")
                 counts.append(tuple(int(c) for c in np.bincount(codes, minlength=len(col.categories))))
-            elif not len(present):
+            elif not count_rows or (present is not None and not len(present)):
                 numeric.append((0, 0.0, 0.0))
-            elif len(present) == len(x):
-                numeric.append((len(x), float(mean_all[j]), float(var_all[j])))
+            elif present is None:
+                numeric.append((count_rows, float(mean_all[j]), float(var_all[j])))
             else:
                 numeric.append((len(present), float(present.mean()), float(present.var())))
         count, mean, var = (tuple(t) for t in zip(*numeric, strict=True)) if numeric else ((), (), ())
-        return Statistics(len(x), count, mean, var, tuple(counts), columns)
+        return Statistics(count_rows, count, mean, var, tuple(counts), columns)
 
     def to_vector(self) -> np.ndarray:
         """float64: rows, then per column in order: count, mean, var (numeric) or each category's count."""
@@ -212,23 +217,35 @@ class Preprocessor:
         return [n for c in self.columns
                 for n in ([c.name] if c.kind == "numeric" else [f"{c.name}={v}" for v in c.categories])]
 
-    def transform(self, x_raw: np.ndarray) -> np.ndarray:
-        """float32 [rows, n_features] of raw rows float64 [rows, columns] (NaN: missing)."""
+    def transform(self, x_raw: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """float32 [rows, n_features] of raw rows float64 [rows, columns] (NaN: missing);
+        `rows`: only these rows of x_raw, in this order (read in blocks, never copied whole)."""
         x = np.asarray(x_raw, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(self.columns):
             raise LearningSettingError(f"preprocess: {x.shape} values for {len(self.columns)} columns")
-        out = np.empty((len(x), self.n_features), dtype=np.float32)
+        count = len(x) if rows is None else len(rows)
+        out = np.empty((count, self.n_features), dtype=np.float32)
+        for a in range(0, count, BLOCK_ROWS):
+            block = x[a:a + BLOCK_ROWS] if rows is None else x[rows[a:a + BLOCK_ROWS]]
+            self._transform_block(block, out[a:a + BLOCK_ROWS])
+        return out
+
+    def _transform_block(self, x: np.ndarray, out: np.ndarray) -> None:
         if self.numeric:
-            num = x[:, self.numeric]
+            every = self.numeric == list(range(len(self.columns)))  # no copy of an all-numeric table
+            num = x if every else x[:, self.numeric]
             gaps = np.isnan(num)
             if gaps.any():
                 num = np.where(gaps, self.mean, num)
-            out[:, self.start[self.numeric]] = ((num - self.mean) / self.std).astype(np.float32)
+            scaled = (num - self.mean) / self.std
+            if every:
+                out[:] = scaled  # the same float32 rounding as astype
+            else:
+                out[:, self.start[self.numeric]] = scaled.astype(np.float32)
         for mode, j in zip(self.mode, self.categorical, strict=True):
             codes = np.where(np.isnan(x[:, j]), mode, x[:, j]).astype(np.int64)
             k = len(self.columns[j].categories)
             out[:, self.start[j]:self.start[j] + k] = codes[:, None] == np.arange(k)
-        return out
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able, for the model card: the columns, means, stds and impute values."""
@@ -245,6 +262,35 @@ class Preprocessor:
             "impute": impute,
             "features": self.feature_names,
         }
+
+
+def _moments(x: np.ndarray, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of x (or of its `rows`): whether a value is NaN, the mean and the population
+    variance, read in blocks of BLOCK_ROWS. numpy reduces axis 0 of a C-ordered array one row
+    after the other, so carrying the running sum from block to block adds in the same order as
+    x.mean(axis=0) and x.var(axis=0) on the whole array: the results are bit for bit theirs."""
+    if rows is None and not x.flags.c_contiguous:  # numpy sums such an array pairwise: as it does
+        return np.isnan(x).any(axis=0), x.mean(axis=0), x.var(axis=0)
+    count = len(x) if rows is None else len(rows)
+
+    def blocks():
+        for a in range(0, count, BLOCK_ROWS):
+            yield x[a:a + BLOCK_ROWS] if rows is None else x[rows[a:a + BLOCK_ROWS]]
+
+    def running_sum(total: np.ndarray | None, block: np.ndarray) -> np.ndarray:
+        return block.sum(axis=0) if total is None else np.add.reduce(np.vstack([total, block]), axis=0)
+
+    total, has_nan = None, np.zeros(x.shape[1], dtype=bool)
+    for block in blocks():
+        total = running_sum(total, block)
+        has_nan |= np.isnan(block).any(axis=0)
+    mean = total / count
+    squares = None
+    for block in blocks():
+        deviation = block - mean
+        np.multiply(deviation, deviation, out=deviation)
+        squares = running_sum(squares, deviation)
+    return has_nan, mean, squares / count
 
 
 def _whole(value: float, what: str) -> int:

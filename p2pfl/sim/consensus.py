@@ -4,7 +4,7 @@ Every node starts from its own random vector; each round x <- W(t) x. The consen
 ||X - mean(X)|| (Frobenius, over nodes and coordinates). Spectral-gap theory predicts that it
 shrinks by (1 - gap) per round asymptotically, so by `factor` after about ln(factor) / gap
 rounds (Xiao and Boyd 2004; for random or time-varying W, the expected rate of
-`p2pfl.gossip.mixing.mixing_rate_gap`).
+`p2pfl.gossip.spectral.rate_gap`).
 """
 
 from __future__ import annotations

@@ -43,19 +43,21 @@ class NodeData:
     @classmethod
     def build(cls, ds: Dataset, part: Partition) -> NodeData:
         """Gather each node's rows (applying its feature shift to the flat features) into one
-        contiguous tensor, shaped [rows, *ds.input_shape]."""
-        xs, ys = [], []
-        for k, rows in enumerate(part.indices):
-            x = ds.x_train[rows]
-            if part.feature_shift is not None:
-                x = x + part.feature_shift[k]
-            xs.append(x)
-            ys.append(ds.y_train[rows])
+        contiguous tensor, shaped [rows, *ds.input_shape]. Without a shift, rows already in
+        node order (a site partition of a synthetic table) are used in place, not copied."""
+        order = np.concatenate(part.indices).astype(np.int64)
+        if part.feature_shift is not None:
+            xs = [ds.x_train[rows] + part.feature_shift[k] for k, rows in enumerate(part.indices)]
+            x = np.concatenate(xs).astype(np.float32)
+        elif len(order) == len(ds.x_train) and (order == np.arange(len(order))).all():
+            x = np.ascontiguousarray(ds.x_train, dtype=np.float32)
+        else:
+            x = ds.x_train[order].astype(np.float32, copy=False)
         sizes = part.sizes
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         return cls(
-            x=torch.from_numpy(np.concatenate(xs).astype(np.float32)).reshape(-1, *ds.input_shape),
-            y=torch.from_numpy(np.concatenate(ys).astype(np.int64)),
+            x=torch.from_numpy(x).reshape(-1, *ds.input_shape),
+            y=torch.from_numpy(ds.y_train[order].astype(np.int64)),
             offsets=torch.from_numpy(offsets),
             sizes=sizes,
             x_test=torch.from_numpy(ds.x_test).reshape(-1, *ds.input_shape),

@@ -22,10 +22,12 @@ def summary(result: SimResult) -> dict[str, object]:
     out: dict[str, object] = {
         "config": result.config.to_dict(),
         "spectral_gap": result.spectral_gap,
+        "spectral_gap_method": result.gap_method,
         "predicted_rounds": _finite(predicted_rounds(result.spectral_gap)),
         "n_params": result.n_params,
         "wall_seconds": round(result.wall_seconds, 3),
         "device": result.device,
+        "phase_seconds": {k: round(v, 3) for k, v in result.phases.items()},
         "final": result.main.final,
         "mb_sent_per_node": result.main.rows[-1]["mb_sent_per_node"] if result.main.rows else 0.0,
         "bytes_sent_per_node": result.main.bytes_sent_per_node,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -24,6 +25,7 @@ from p2pfl.learning.sources import source_options
 from p2pfl.learning.trainer import OptimConfig
 from p2pfl.settings.load import sim_schema
 from p2pfl.settings.sim import BASELINES, ENGINES, SimConfig, local_steps
+from p2pfl.sim import blocks
 from p2pfl.sim.asynchronous import AsyncGossip, check_async_run, check_settings
 from p2pfl.sim.attacks import byzantine_nodes, poisoned_data
 from p2pfl.sim.data import NodeData
@@ -37,11 +39,18 @@ from p2pfl.sim.reference import ReferenceEngine
 from p2pfl.sim.speeds import parse_speeds, round_time
 from p2pfl.sim.vectorized import VectorizedEngine
 
+SMALL_NETWORK = 1_000_000  # nodes x parameters below which a run keeps torch on one thread
+
 # Per-node accuracies use a fixed random subset of at most this many test rows (the cost is
 # nodes x rows); the averaged model is scored on the whole test set.
 MAX_EVAL_ROWS = 2000
 
 Progress = Callable[[str, int, int], None]  # (run name, rounds done, total rounds)
+
+# Where wall_seconds goes: data, topology (and its checks), spectral gap, then per round local
+# training, communication (mixing, or the exchange with faults, attacks, compression) and the
+# evaluations; "other" is the rest (model, batch plans, bookkeeping).
+PHASES = ("data", "topology", "gap", "training", "communication", "evaluation", "other")
 
 FINAL_KEYS = (
     "mean_local_accuracy", "min_local_accuracy", "max_local_accuracy",
@@ -82,6 +91,8 @@ class SimResult:
     runs: list[RunResult]
     wall_seconds: float = 0.0
     device: str = "cpu"  # where the engine ran: cpu or cuda
+    gap_method: str = ""  # how the gap was found: exact, or a Lanczos estimate and its state
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase (PHASES), all runs
 
     @property
     def main(self) -> RunResult:
@@ -112,8 +123,11 @@ def timed(cfg: SimConfig) -> bool:
     return cfg.mode == "async" or cfg.speeds is not None
 
 
-def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
-    """Load and partition the data and build the topology (the slow, checkable part)."""
+def prepare(cfg: SimConfig, phases: dict[str, float] | None = None) -> tuple[Dataset, NodeData, Topology]:
+    """Load and partition the data and build the topology (the slow, checkable part); the
+    seconds of each go into `phases` ("topology", "data")."""
+    phases = {} if phases is None else phases
+    start = time.perf_counter()
     validate(cfg)
     topo = build_topology(cfg.topology, cfg.nodes, cfg.param, seed=cfg.seed, scheme=cfg.mixing)
     if not cfg.allow_disconnected and not topo.is_connected():
@@ -124,13 +138,23 @@ def prepare(cfg: SimConfig) -> tuple[Dataset, NodeData, Topology]:
     check_against_topology(parse_robustness(cfg), topo)
     if cfg.mode == "async":
         check_async_run(parse_robustness(cfg))
+    start = _lap(phases, "topology", start)
     schema, classes = sim_schema(cfg)
     ds = load_dataset(cfg.dataset, seed=cfg.seed, label_column=cfg.label_column,
                       site_column=cfg.site_column, nodes=cfg.nodes, classes=classes, schema=schema,
                       options=source_options(cfg.dataset, cfg))
     part = partition(cfg.partition, ds.y_train, cfg.nodes, seed=cfg.seed,
                      site=ds.site_train, n_features=ds.n_features)
-    return ds, NodeData.build(ds, part), topo
+    data = NodeData.build(ds, part)
+    _lap(phases, "data", start)
+    return ds, data, topo
+
+
+def _lap(phases: dict[str, float], name: str, start: float) -> float:
+    """Add the seconds since `start` to phases[name]; returns now."""
+    now = time.perf_counter()
+    phases[name] = phases.get(name, 0.0) + now - start
+    return now
 
 
 def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bool = True,
@@ -144,27 +168,39 @@ def simulate(cfg: SimConfig, progress: Progress | None = None, decentralized: bo
         raise UserError("--device cuda: --mode async trains one node at a time on the CPU (the "
                         "reference engine's step); use --device cpu or auto")
     dev = resolve_device(device, "reference" if cfg.mode == "async" else cfg.engine)
-    ds, data, topo = prepare(cfg)
-    torch.manual_seed(cfg.seed)
+    phases = dict.fromkeys(PHASES, 0.0)
+    ds, data, topo = prepare(cfg, phases)
+    torch.default_generator.manual_seed(cfg.seed)  # CPU only: torch.manual_seed also queues CUDA's
     model = build_model(cfg.model, ds.input_shape, ds.n_classes, parse_hidden(cfg.hidden), cfg.seed)
     opt = OptimConfig(name=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum)
-    gap = topo.spectral_gap()
+    lap = time.perf_counter()
+    gap = topo.gap()
+    _lap(phases, "gap", lap)
     opts = parse_robustness(cfg)
     unit = round_time(parse_speeds(cfg.speeds, cfg.nodes, cfg.seed)) if timed(cfg) else None
-    if not decentralized:
-        runs = []
-    elif cfg.mode == "async":
-        runs = [_run_async("decentralized", cfg, model, opt, data, topo, progress)]
-    else:
-        runs = [_run("decentralized", cfg, model, opt, data, topo, progress, opts=opts, device=dev,
-                     round_time=unit)]
-    if cfg.baseline == "local":
-        runs.append(_run("local", cfg, model, opt, data, None, progress, opts=opts, device=dev))
-    elif cfg.baseline == "centralized":
-        pooled = data.pooled()
-        runs.append(_run("centralized", cfg, model, opt, pooled, None, progress,
-                         batch_size=min(cfg.batch_size * cfg.nodes, len(pooled.y)), opts=opts, device=dev))
-    return SimResult(cfg, gap, num_params(model), runs, time.perf_counter() - start, device=dev)
+    # A small network's ops are too small to share out: torch's threads would only wait on each
+    # other (and, on a busy machine, on other processes).
+    small = cfg.nodes * num_params(model) < SMALL_NETWORK
+    with blocks.one_thread() if small else contextlib.nullcontext():
+        if not decentralized:
+            runs = []
+        elif cfg.mode == "async":
+            runs = [_run_async("decentralized", cfg, model, opt, data, topo, progress)]
+        else:
+            runs = [_run("decentralized", cfg, model, opt, data, topo, progress, opts=opts, device=dev,
+                         round_time=unit, phases=phases)]
+        if cfg.baseline == "local":
+            runs.append(_run("local", cfg, model, opt, data, None, progress, opts=opts, device=dev,
+                             phases=phases))
+        elif cfg.baseline == "centralized":
+            pooled = data.pooled()
+            runs.append(_run("centralized", cfg, model, opt, pooled, None, progress,
+                             batch_size=min(cfg.batch_size * cfg.nodes, len(pooled.y)), opts=opts,
+                             device=dev, phases=phases))
+    wall = time.perf_counter() - start
+    phases["other"] = max(0.0, wall - sum(v for k, v in phases.items() if k != "other"))
+    return SimResult(cfg, gap.value, num_params(model), runs, wall, device=dev, gap_method=gap.describe(),
+                     phases=phases)
 
 
 def baseline(cfg: SimConfig, name: str) -> RunResult:
@@ -187,6 +223,7 @@ def _run(
     opts: Robustness | None = None,
     device: str = "cpu",
     round_time: float | None = None,
+    phases: dict[str, float] | None = None,
 ) -> RunResult:
     """One run: `topo` None means no communication (local baseline, or a single node).
 
@@ -212,21 +249,28 @@ def _run(
     exchange = None if topo is None or opts.plain else Exchange(opts, engine.params(), bad, cfg.seed)
     subset = _eval_subset(data, cfg.seed)
     sent = 0.0
+    counted: tuple[sp.csr_matrix | None, float] = (None, 0.0)  # (W, its bytes per node)
+    phases = {} if phases is None else phases
     for t in range(cfg.rounds):
         faults = None if exchange is None else exchange.draw_faults(data.nodes)
         steps = plan.round(t) if faults is None else _offline_skip(plan.round(t), faults)
         if budget is not None:
             budget.add(steps)
+        lap = time.perf_counter()
         losses = engine.local_round(steps)
+        lap = _lap(phases, "training", lap)
         if topo is not None:
             w = topo.mixing(t)
             if exchange is None:
                 engine.mix(w)
-                sent += _bytes_per_node(w, p)
+                if w is not counted[0]:  # a static topology's W: counted once
+                    counted = (w, _bytes_per_node(w, p))
+                sent += counted[1]
             else:
                 new, sent_now = exchange.step(engine.params(), w, faults)
                 engine.set_params(new)
                 sent += sent_now
+        lap = _lap(phases, "communication", lap)
         if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
             flat, bufs = engine.params(), engine.buffers()
             if bad.any():
@@ -239,6 +283,7 @@ def _run(
             if budget is not None:
                 row["epsilon"] = budget.epsilon()
             result.rows.append(row)
+            _lap(phases, "evaluation", lap)
         if progress is not None:
             progress(f"{name} rounds", t + 1, cfg.rounds)
     result.bytes_sent_per_node = sent

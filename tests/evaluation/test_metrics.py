@@ -18,7 +18,7 @@ from sklearn.metrics import (
 )
 
 from p2pfl.evaluation import as_json, clinical_metrics, format_table, training_metrics, warnings_for
-from p2pfl.evaluation.metrics import scalar_metrics
+from p2pfl.evaluation.metrics import predicted_classes, scalar_metrics
 
 
 def binary_rows(n=300, seed=1):
@@ -124,7 +124,27 @@ def test_no_rows_gives_nan_figures():
 def test_training_metrics_are_the_clinical_subset():
     for y, probs in (binary_rows(), three_class_rows()):
         full, cheap = clinical_metrics(y, probs), training_metrics(y, probs)
-        assert cheap == {k: full[k] for k in ("accuracy", "balanced_accuracy", "auroc")}
+        assert cheap == {k: full[k] for k in ("accuracy", "balanced_accuracy")} | {"auroc": cheap["auroc"]}
+        assert cheap["auroc"] == pytest.approx(full["auroc"], rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_training_metrics_in_numpy_match_scikit_learn(classes):
+    rng = np.random.default_rng(classes)
+    for rows in (7, 60, 500):
+        y = rng.integers(0, classes, rows)
+        y[:classes] = np.arange(classes)  # every class present
+        logits = np.round(rng.normal(size=(rows, classes)), 1)  # rounded: tied scores
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        full, cheap = clinical_metrics(y, probs), training_metrics(y, probs)
+        assert cheap["accuracy"] == full["accuracy"]
+        assert cheap["balanced_accuracy"] == full["balanced_accuracy"]
+        assert cheap["auroc"] == pytest.approx(full["auroc"], rel=1e-12)
+        only_predicted = np.where(y == classes - 1, 0, y)  # the last class predicted, never true
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = balanced_accuracy_score(only_predicted, predicted_classes(probs))
+        assert training_metrics(only_predicted, probs)["balanced_accuracy"] == expected
 
 
 def test_inputs_that_do_not_fit_are_a_programming_error():

@@ -190,3 +190,25 @@ def test_a_vector_whose_values_would_overflow_the_pooled_statistics_is_refused()
     for bad in ([10.0, 10.0, 2 * MAX_MAGNITUDE, 4.0], [10.0, 10.0, 50.0, 1e300], [2.0**60, 1.0, 0.0, 0.0]):
         with pytest.raises(LearningSettingError, match="beyond"):
             Statistics.from_vector(np.array(bad), columns)
+
+
+def test_statistics_and_transform_read_in_blocks_are_bit_for_bit_the_whole_array_ones(monkeypatch):
+    import p2pfl.learning.preprocess as preprocess
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(3.0, 7.0, (5003, 6)) ** 3  # spread values: rounding differs between sum orders
+    columns = tuple(Column(f"c{j}", "numeric") for j in range(6))
+    rows = np.sort(rng.choice(len(x), 4001, replace=False))
+    monkeypatch.setattr(preprocess, "BLOCK_ROWS", 97)
+    stats = Statistics.of(x, columns, rows=rows)
+    whole = x[rows]
+    assert stats.mean == tuple(float(m) for m in whole.mean(axis=0))
+    assert stats.var == tuple(float(v) for v in whole.var(axis=0))
+    assert Statistics.of(x[rows], columns) == stats
+    fortran = np.asfortranarray(x)  # numpy sums its columns pairwise: so does `of`
+    assert Statistics.of(fortran, columns).mean == tuple(float(m) for m in fortran.mean(axis=0))
+    pre = Preprocessor(columns, stats)
+    assert np.array_equal(pre.transform(x, rows=rows), ((whole - pre.mean) / pre.std).astype(np.float32))
+    mixed = x.copy()
+    mixed[::7, 1] = NAN
+    assert Statistics.of(mixed, columns, rows=rows) == Statistics.of(mixed[rows], columns)

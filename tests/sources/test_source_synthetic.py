@@ -37,3 +37,12 @@ def test_synthetic_defaults_seed_and_shape():
 def test_synthetic_bad_parameters(spec, match):
     with pytest.raises(LearningSettingError, match=match):
         load_dataset(spec)
+
+
+def test_synthetic_rows_do_not_depend_on_the_block_size(monkeypatch):
+    import p2pfl.learning.sources.synthetic as synthetic
+
+    whole = synthetic.synthetic(30, 50, 5, 3, 0.5, seed=2)
+    monkeypatch.setattr(synthetic, "BLOCK_ROWS", 37)
+    blocks = synthetic.synthetic(30, 50, 5, 3, 0.5, seed=2)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, blocks, strict=True))

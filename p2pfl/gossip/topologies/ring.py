@@ -1,7 +1,5 @@
 """Ring: every node linked to its two neighbours (degree 2)."""
 
-import networkx as nx
+from p2pfl.gossip.topologies import StaticTopology, ring_offsets
 
-from p2pfl.gossip.topologies import StaticTopology
-
-COMPONENT = StaticTopology("ring", "cycle over all nodes, degree 2", lambda n, p, seed: nx.cycle_graph(n))
+COMPONENT = StaticTopology("ring", "cycle over all nodes, degree 2", lambda n, p, seed: ring_offsets(n, [1]))

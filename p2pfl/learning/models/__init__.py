@@ -64,7 +64,7 @@ def build_model(
     shape = (int(input_shape),) if isinstance(input_shape, int) else tuple(int(s) for s in input_shape)
     check_model_spec(kind)
     gen_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)  # the CPU generator (torch.manual_seed also queues CUDA's)
     try:
         if is_python_spec(kind):
             return build_python(kind, shape, n_classes)

@@ -9,6 +9,8 @@ from p2pfl.learning.sources import DataSource, Request, Table
 from p2pfl.registry import Param
 from p2pfl.spec import key_values, number
 
+BLOCK_ROWS = 8192  # rows generated at a time
+
 PARAMS = (
     Param("sites", 16, "number of sites (default: the number of nodes)"),
     Param("samples", 100, "rows per site"),
@@ -38,7 +40,17 @@ def synthetic(
     site = np.repeat(np.arange(n_sites), per_site)
     y = rng.integers(0, n_cls, size=n)
     cluster = rng.integers(0, 2, size=n)
-    x = centers[y, cluster] + offsets[site] + rng.standard_normal((n, dim))
+    # (center + offset) + noise, in blocks of rows so that no temporary is as large as x; the
+    # generator draws the same stream whether asked for all rows at once or block by block.
+    x = np.empty((n, dim))
+    noise = np.empty((min(n, BLOCK_ROWS), dim))
+    for a in range(0, n, BLOCK_ROWS):
+        rows = slice(a, min(n, a + BLOCK_ROWS))
+        out = x[rows]
+        z = noise[: len(out)]
+        np.add(centers[y[rows], cluster[rows]], offsets[site[rows]], out=out)
+        rng.standard_normal(out=z)
+        out += z
     return x, y.astype(np.int64), site.astype(np.int64)
 
 
