@@ -43,11 +43,20 @@ def test_a_block_error_reaches_the_caller():
         blocks.run(fn, range(6))
 
 
-def test_the_faster_worker_count_is_used_and_the_other_probed():
+def test_the_faster_worker_count_is_used_and_the_other_probed_less_often_while_confirmed():
     pace = blocks._Pace()
     assert pace.choose(2) == 2  # each tried once, all workers first
     pace.record(2, 0.5)
     assert pace.choose(2) == 1
     pace.record(1, 0.1)  # one worker was faster (another process holds a core)
-    chosen = [pace.choose(2) for _ in range(2 * blocks.PROBE_EVERY)]
-    assert chosen.count(1) == len(chosen) - 2 and chosen.count(2) == 2  # probed every PROBE_EVERY
+    chosen = []
+    for _ in range(200):
+        count = pace.choose(2)
+        chosen.append(count)
+        pace.record(count, 0.1 if count == 1 else 0.5)
+    probes = [i for i, count in enumerate(chosen) if count == 2]
+    gaps = [b - a for a, b in zip(probes, probes[1:], strict=False)]
+    assert probes[0] == blocks.PROBE_FIRST - 1 and max(gaps) == blocks.PROBE_MOST
+    assert gaps == sorted(gaps)  # the interval grows while the probes confirm one worker
+    pace.record(2, 0.01)  # the core came back: the next choice is all workers
+    assert pace.choose(2) == 2

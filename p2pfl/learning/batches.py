@@ -47,19 +47,18 @@ class BatchPlan:
             return [Step(i) for i in idx]
         steps: list[Step] = []
         width = int(sizes.max())
-        cols = np.arange(width)
+        count = -(-width // b)
+        cols = np.arange(count * b)
         for _ in range(self.local_epochs):
             keys = rng.random((n, width))
-            keys[cols[None, :] >= sizes[:, None]] = np.inf
+            keys[cols[None, :width] >= sizes[:, None]] = np.inf
             perm = np.argsort(keys, axis=1)
-            for s in range(-(-width // b)):
-                c = cols[s * b : (s + 1) * b]
-                valid = np.zeros((n, b), dtype=bool)
-                valid[:, : len(c)] = c[None, :] < sizes[:, None]
-                index = np.zeros((n, b), dtype=perm.dtype)  # the last step padded with row 0
-                index[:, : len(c)] = perm[:, s * b : s * b + len(c)]
-                index[~valid] = 0
-                steps.append(Step(index, valid))
+            valid = cols[None, :] < sizes[:, None]  # every step of the epoch at once
+            index = np.zeros((n, count * b), dtype=perm.dtype)  # the last step padded with row 0
+            index[:, :width] = perm
+            index[~valid] = 0
+            steps += [Step(index[:, s * b : (s + 1) * b], valid[:, s * b : (s + 1) * b])
+                      for s in range(count)]
         return steps
 
     def steps_per_round(self) -> int:

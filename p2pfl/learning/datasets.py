@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import sklearn
 from sklearn.model_selection import train_test_split
 
 from p2pfl.learning.errors import LearningSettingError
@@ -96,8 +97,9 @@ def split_rows(table: Table, seed: int, test_fraction: float) -> tuple[np.ndarra
     y = table.y
     counts = np.bincount(y, minlength=n_classes_of(table))
     stratify = y if counts.min() >= 2 else None
-    tr, te = train_test_split(np.arange(len(y)), test_size=test_fraction, random_state=seed,
-                              stratify=stratify)
+    with sklearn.config_context(skip_parameter_validation=True):  # our own arguments: half its cost
+        tr, te = train_test_split(np.arange(len(y)), test_size=test_fraction, random_state=seed,
+                                  stratify=stratify)
     return np.sort(tr), np.sort(te)
 
 

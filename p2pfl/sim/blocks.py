@@ -12,7 +12,8 @@ That makes the number of workers free to change between runs without changing a 
 does: on a shared machine a second worker doubles the speed while a core is idle and costs half
 again (caches shared, the GIL handed back and forth) while another process holds it. Each kind
 of block keeps the seconds per block it saw with one worker and with all of them, runs the
-faster, and tries the other every PROBE_EVERY runs.
+faster, and tries the other now and then: after PROBE_FIRST runs, then at twice the interval
+while the tries confirm the choice (up to PROBE_MOST).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-PROBE_EVERY = 4  # runs between tries of the worker count not in use
+PROBE_FIRST, PROBE_MOST = 4, 32  # runs between tries of the worker count not in use
 
 _local = threading.local()  # .inside: this thread is running blocks
 _pools: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pid, workers) -> pool
@@ -36,20 +37,27 @@ _lock = threading.Lock()
 
 @dataclass
 class _Pace:
-    """Seconds per block of one kind of block, by worker count, and the runs so far."""
+    """Seconds per block of one kind of block, by worker count; when to try the other next."""
 
     seconds: dict[int, float] = field(default_factory=dict)
-    runs: int = 0
+    best: int = 0  # the worker count in use
+    interval: int = PROBE_FIRST  # runs between probes: doubles while probes confirm `best`
+    until_probe: int = PROBE_FIRST
 
     def choose(self, most: int) -> int:
         """The worker count for the next run: each tried once, then the faster, probing."""
-        self.runs += 1
         for count in (most, 1):
             if count not in self.seconds:
                 return count
         best = min(self.seconds, key=self.seconds.__getitem__)
-        other = 1 if best == most else most
-        return other if self.runs % PROBE_EVERY == 0 else best
+        if best != self.best:  # a probe (or the first pair) changed the choice: probe soon
+            self.best, self.interval, self.until_probe = best, PROBE_FIRST, PROBE_FIRST
+        self.until_probe -= 1
+        if self.until_probe > 0:
+            return best
+        self.interval = min(PROBE_MOST, 2 * self.interval)
+        self.until_probe = self.interval
+        return 1 if best == most else most
 
     def record(self, count: int, per_block: float) -> None:
         """The latest figure stands: a core taken or freed by another process shows at once
