@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_codec.py
 	$(PY) benchmarks/bench_transfer.py
 	$(PY) benchmarks/bench_round.py
+	$(PY) benchmarks/bench_async.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check p2pfl tests benchmarks
