@@ -196,6 +196,9 @@ def test_outbound_member_is_reached_through_the_relay_end_to_end_authenticated()
             conns = b.host.get_network().get_connections(ID.from_base58(PID["a-outbound"]))
             secured = conns[0].muxed_conn.secured_conn.get_remote_peer().to_base58()
             addrs = [str(x) for x in conns[0].get_transport_addresses()]
+            # the relay logs a reservation once the library's handler returns, which may be after
+            # A has its answer and the circuit is up: wait for the line rather than race it
+            await _until(lambda: "event=relay_reserved" in r.out.getvalue(), "the relay's reservation line")
             n.cancel_scope.cancel()
         return a, r, b, answer, secured, addrs
 
