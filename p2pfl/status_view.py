@@ -12,7 +12,6 @@ from rich.table import Table
 from rich.text import Text
 
 from p2pfl.net import admin
-from p2pfl.net.checkpoint import read_metrics
 from p2pfl.net.membership import Membership
 from p2pfl.net.status import from_state_dir
 from p2pfl.settings.node import NodeSettings
@@ -28,8 +27,7 @@ def snapshot_of(settings: NodeSettings) -> dict:
     if live is not None:
         return live
     membership = Membership.load(settings, state_dir, store=False)
-    done = len(read_metrics(state_dir)) if state_dir.is_dir() else 0
-    era = membership.at(max(done, membership.eras[0].start))
+    era = membership.era_of_state(state_dir)
     names = [m.name for m in era.version.roster.members]
     status = from_state_dir(state_dir, settings.node.name, names, settings.training.rounds)
     status.roster_version = era.version.version

@@ -140,7 +140,7 @@ def assemble(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster | No
     share = membership.data_share(settings.node.name)  # which rows of a shared dataset are its
     learner, initial = build_learner(settings, node_table(settings, *share))
     start = _restore(state_dir, learner, log)
-    era = membership.at(max(start, membership.eras[0].start))
+    era = membership.starting_era(start)
     identity = _identity_in(settings, key, era)
     check_reachability(settings, identity, log)
     roster, topology = era.version.roster, era.topology

@@ -17,6 +17,7 @@ from pathlib import Path
 from p2pfl.errors import StateWriteError, UserError
 from p2pfl.files.roster_file import ROSTERS_DIR, load_version, stored_versions, write_version
 from p2pfl.gossip.topology import Topology, build_topology
+from p2pfl.net.checkpoint import read_metrics
 from p2pfl.net.shared_settings import shared_sections
 from p2pfl.protocol.consortium import Consortium, consortium_of
 from p2pfl.protocol.roster import InvalidRoster, Member
@@ -97,6 +98,15 @@ class Membership:
     def at(self, round: int) -> Era:
         """The era of `round` (the first one for rounds before any effective round)."""
         return max((e for e in self.eras if e.start <= round), key=lambda e: e.start, default=self.eras[0])
+
+    def starting_era(self, round: int) -> Era:
+        """The era of a node with `round` rounds done (one admitted mid-run starts in its first)."""
+        return self.at(max(round, self.eras[0].start))
+
+    def era_of_state(self, state_dir: Path) -> Era:
+        """The era of the node whose state folder this is, by the rounds metrics.jsonl holds
+        (for tools that read a node without running it)."""
+        return self.starting_era(len(read_metrics(state_dir)) if Path(state_dir).is_dir() else 0)
 
     def first_with(self, name: str) -> Era | None:
         """The first era naming `name` (its data is that era's share of a shared dataset)."""

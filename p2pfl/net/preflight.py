@@ -27,7 +27,6 @@ from p2pfl.gossip.robust import parse_aggregator
 from p2pfl.gossip.topology import Topology
 from p2pfl.learning.local import LocalData, LocalTable
 from p2pfl.net import assembly, probe, state_lock
-from p2pfl.net.checkpoint import read_metrics
 from p2pfl.net.membership import Era, Membership
 from p2pfl.protocol.identity import Ed25519PrivateKey, peer_id_of
 from p2pfl.protocol.payload import check_compression
@@ -148,8 +147,7 @@ def _roster(found: Found) -> list[Result]:
     path = s.path(s.node.roster).resolve()
     state_dir = s.path(s.node.state_dir)
     found.membership = membership = Membership.load(s, state_dir, store=False)
-    done = len(read_metrics(state_dir)) if state_dir.is_dir() else 0
-    found.era = era = membership.at(max(done, membership.eras[0].start))
+    found.era = era = membership.era_of_state(state_dir)
     roster = era.version.roster
     try:
         found.identity = i = assembly.find_identity(s, found.key, roster)
