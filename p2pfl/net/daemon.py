@@ -408,8 +408,7 @@ class Node(MembershipMixin):
             await stream.close()
         except Exception as exc:  # noqa: BLE001 - a bad hello: one line, reset, go on
             self.log.warn_limited("hello_rejected", peer, peer=self.names[peer], reason=_reason(exc))
-            with trio.move_on_after(1):
-                await transfer.quietly(stream.reset())
+            await transfer.reset(stream)
             return
         finally:
             self.hellos[peer] -= 1
@@ -589,8 +588,7 @@ class Node(MembershipMixin):
             return ack
         except BaseException:
             if stream is not None:
-                with trio.move_on_after(1):
-                    await transfer.quietly(stream.reset())
+                await transfer.reset(stream)
             raise
 
     async def _connect(self, peer: str):
@@ -628,12 +626,12 @@ class Node(MembershipMixin):
         peer = stream.muxed_conn.peer_id.to_base58()
         if peer not in self.allowed:  # the host's gate refuses strangers; this is defence in depth
             self._stranger(peer, "peer ID not in the roster")
-            await transfer.quietly(stream.reset())
+            await transfer.reset(stream)
             return None
         if in_progress.get(peer, 0) >= limit:
             self.log.warn_limited(f"{kind}_refused", peer, peer=self.names[peer],
                                   reason=f"{limit} {kind}s from it are in progress")
-            await transfer.quietly(stream.reset())
+            await transfer.reset(stream)
             return None
         in_progress[peer] = in_progress.get(peer, 0) + 1
         return peer
@@ -641,8 +639,7 @@ class Node(MembershipMixin):
     async def _transfer_failed(self, stream, peer: str, exc: Exception) -> None:
         reason = _reason(exc)
         self.log.warn_limited("transfer_failed", f"{peer} {reason}", peer=self.names[peer], reason=reason)
-        with trio.move_on_after(1):
-            await transfer.quietly(stream.reset())
+        await transfer.reset(stream)
 
     async def _check(self, peer: str, round: int, payload) -> tuple[transfer.Ack, str, list]:
         """The verdict on a received update (for the ack) and the machine's actions. Checked in

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import numpy as np
-import trio
 
 from p2pfl.learning.errors import LearningSettingError
 from p2pfl.learning.preprocess import Statistics, pooled, vector_size
@@ -55,8 +54,7 @@ class StatisticsExchange:
                 await stream.close()  # type: ignore[attr-defined]
                 return bundle
             except BaseException:
-                with trio.move_on_after(1):
-                    await transfer.quietly(stream.reset())  # type: ignore[attr-defined]
+                await transfer.reset(stream)
                 raise
 
         if not await agreement.collect(self.held, self.members, peers, fetch, self.check, self.names,
@@ -73,6 +71,5 @@ class StatisticsExchange:
         except Exception as exc:  # noqa: BLE001 - the puller went away: nothing to keep
             self.log.warn_limited("statistics_pull_failed", peer, peer=self.names[peer],
                                   reason=str(exc) or type(exc).__name__)
-            with trio.move_on_after(1):
-                await transfer.quietly(stream.reset())
+            await transfer.reset(stream)
 

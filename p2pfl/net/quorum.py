@@ -53,8 +53,7 @@ async def say_hello(host, pid, mine: bytes, timeouts: transfer.Timeouts) -> byte
         return raw
     except BaseException:
         if stream is not None:
-            with trio.move_on_after(1):
-                await transfer.quietly(stream.reset())
+            await transfer.reset(stream)
         raise
 
 

@@ -56,8 +56,7 @@ class ReportExchange:
         except Exception as exc:  # noqa: BLE001 - a bad report: one line, the rest goes on
             self.log.warn_limited("site_report_rejected", peer, peer=self.names[peer],
                                   reason=str(exc) or type(exc).__name__)
-            with trio.move_on_after(1):
-                await transfer.quietly(stream.reset())
+            await transfer.reset(stream)
             return
         if member not in self.reports:
             self.reports[member] = report
@@ -93,8 +92,7 @@ class ReportExchange:
             except Exception:  # noqa: BLE001 - not reachable (yet): try again
                 pass
             if stream is not None:
-                with trio.move_on_after(1):
-                    await transfer.quietly(stream.reset())
+                await transfer.reset(stream)
             await trio.sleep(RETRY)
 
 

@@ -47,8 +47,7 @@ async def push(version: RosterVersion, peer: str, open_stream: Callable[[str], A
                 return None if code == HELD else reason
             except Exception:  # noqa: BLE001 - down or starting: offer it again
                 if stream is not None:
-                    with trio.move_on_after(1):
-                        await transfer.quietly(stream.reset())
+                    await transfer.reset(stream)
             await trio.sleep(RETRY)
     return "unreachable"
 

@@ -100,8 +100,7 @@ class StatusGossip:
             except Exception:  # noqa: BLE001 - a neighbour down: it gets them with the next push
                 self.dirty.setdefault(peer, set()).update(origins)
                 if stream is not None:
-                    with trio.move_on_after(1):
-                        await transfer.quietly(stream.reset())
+                    await transfer.reset(stream)
             await trio.sleep(PUSH_EVERY)
 
     async def answer(self, stream, peer: str) -> list[str]:
@@ -110,7 +109,7 @@ class StatusGossip:
         if now - self.last_push_from.get(peer, -MIN_GAP) < MIN_GAP:
             self.log.warn_limited("status_refused", peer, peer=self.names[peer],
                                   reason=f"pushes less than {MIN_GAP} s apart")
-            await transfer.quietly(stream.reset())
+            await transfer.reset(stream)
             return []
         self.last_push_from[peer] = now
         head = await transfer.read_exactly(stream, status_line.COUNT.size, self.timeouts)
@@ -118,7 +117,7 @@ class StatusGossip:
             count = status_line.bundle_count(head, max(len(m) for m in self.eras.values()))
         except InvalidMessage as exc:
             self.log.warn_limited("status_rejected", peer, peer=self.names[peer], reason=str(exc))
-            await transfer.quietly(stream.reset())
+            await transfer.reset(stream)
             return []
         data = bytes(await transfer.read_exactly(stream, count * status_line.LINE_SIZE, self.timeouts))
         new = []

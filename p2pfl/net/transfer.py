@@ -151,9 +151,18 @@ async def receive(
     return round, payload
 
 
+RESET_GRACE = 1.0  # seconds a cleanup reset may take
+
+
 async def quietly(awaitable) -> None:
     """Await a best-effort cleanup (closing or resetting a stream that may be gone already)."""
     try:
         await awaitable
     except Exception:  # noqa: BLE001 - the stream is broken or closed: nothing to clean up
         pass
+
+
+async def reset(stream) -> None:
+    """Reset `stream` as a best-effort cleanup, giving up after RESET_GRACE seconds."""
+    with trio.move_on_after(RESET_GRACE):
+        await quietly(stream.reset())
