@@ -80,7 +80,8 @@ def test_strangers_cannot_lock_a_node_out(consortium):
     c.wait_for(lambda: any("hospital-2" in r["heard_from"] for r in c.metrics("hospital-1")[back:]),
                what="hospital-1 to hear from hospital-2 again")
     heard = next(r["round"] for r in c.metrics("hospital-1")[back:] if "hospital-2" in r["heard_from"])
-    assert heard <= back + 2, (heard, back)
+    # not locked out: heard again within a few rounds (it restores, learns the round, catches up)
+    assert heard <= back + 3, (heard, back)
     assert c.wait() == {name: 0 for name in c.names}
     log = c.log("hospital-1")
     assert 1 <= log.count("event=stranger_refused") <= 30, log.count("event=stranger_refused")

@@ -110,7 +110,8 @@ def test_drop_row_keeps_each_rows_own_number(bundle_dir, tmp_path):
     full = [k + 1 for k, r in enumerate(rows) if all(r[i] for i in (1, 2, 3, 4))]
     assert len(full) < len(rows) and pred.ids == [str(k) for k in full]
     impute = predict(load_bundle(bundle_dir / "bundle"), str(data))
-    np.testing.assert_array_equal(pred.probs, impute.probs[np.array(full) - 1])
+    # the same rows in a smaller batch: equal up to the float kernels' batch-size rounding
+    np.testing.assert_allclose(pred.probs, impute.probs[np.array(full) - 1], rtol=1e-6, atol=1e-7)
 
 
 def test_predictions_csv_round_trips(tmp_path):
