@@ -1,8 +1,8 @@
 """Time to deliver a 10 MB and a 100 MB model update between two processes: libp2p vs raw TCP.
 
 Both sides are separate OS processes on 127.0.0.1. The p2pfl path is the daemon's: a Noise +
-Yamux libp2p stream per update, our framing (header with size and SHA-256, 1 MiB chunks, a
-timeout on every read and write, hash verified, one-byte ack). The baseline is a plain trio TCP
+Yamux libp2p stream per update (with p2pfl.net.libp2p_fixes), our framing (header with the size,
+a timeout on every MiB read and written, an ack). The baseline is a plain trio TCP
 socket moving the same bytes with a length prefix and an ack, no encryption, no hash. Printed:
 best-of-N seconds and MB/s of each, and the ratio (target: p2pfl >= 0.3x raw TCP throughput).
 Usage: python benchmarks/bench_transfer.py [--reps 5]

@@ -53,7 +53,8 @@ def test_the_cheapest_run_reproduces_the_committed_numbers(name):
         if key in LABELS or not _is_number(old):
             continue
         new = float(row[key])
-        assert math.isclose(new, float(old), rel_tol=CROSS_CPU_REL, abs_tol=1e-9), (name, run.key, key, old, new)
+        close = math.isclose(new, float(old), rel_tol=CROSS_CPU_REL, abs_tol=1e-9)
+        assert close, (name, run.key, key, old, new)
         compared += 1
     assert compared >= 4
 

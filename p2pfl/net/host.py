@@ -4,7 +4,7 @@ The default py-libp2p host also accepts /plaintext, which lets a dialer claim an
 the security options are always given explicitly. The identity is the node's own Ed25519 key
 file (the same key signs model updates). A host given the roster's peer IDs refuses every
 other peer right after the Noise handshake, so no stream of a stranger is ever handled (ping and
-identify included). The py-libp2p workarounds it applies live in libp2p_fixes.py.
+identify included). The py-libp2p workarounds it applies live in libp2p_fixes/.
 """
 
 from __future__ import annotations
@@ -97,7 +97,9 @@ def make_host(key: Ed25519PrivateKey, allowed: set[str] | None = None,
     refused right after the Noise handshake, inbound and outbound, with
     `on_refused(peer_id, reason)`. Always: the inbound limiter is released per connection and
     at most `libp2p_fixes.MAX_INBOUND_PER_IP` inbound connections per remote IP are open at
-    once, refusals beyond that call `on_ip_refused(ip, reason)` (see libp2p_fixes)."""
+    once, refusals beyond that call `on_ip_refused(ip, reason)`; bulk transfers use the
+    throughput patches (see libp2p_fixes)."""
+    libp2p_fixes.apply_throughput()
     pair = key_pair(key)
     if allowed is None:
         noise = Noise(pair, noise_privkey=x25519_pair().private_key)

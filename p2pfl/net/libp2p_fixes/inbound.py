@@ -1,4 +1,4 @@
-"""Workarounds for py-libp2p 0.8.1, all in this one file.
+"""The inbound-limiter leak of py-libp2p 0.8.1 and a per-IP cap on inbound connections.
 
 Why: `Swarm._handle_inbound_connection` takes a token of the swarm's inbound limiter
 (`max_connections - min_connections`, 250 by default) and releases it only when
