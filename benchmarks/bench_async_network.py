@@ -28,9 +28,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from plans import edit_plans
+
 from p2pfl.demo import DemoOptions, setup
-from p2pfl.settings.toml_out import dumps_document
-from p2pfl.tomlio import read_toml
 
 SLOW = "hospital-4"
 PERIOD = 0.1  # seconds of one stop/continue cycle
@@ -62,14 +62,9 @@ def run(mode: str, rounds: int, local_steps: int, max_staleness: int = 16,
     names = [f"hospital-{i + 1}" for i in range(4)]
     opt = DemoOptions(nodes=4, rounds=rounds, folder=folder, round_timeout=60.0, dataset="digits")
     configs = dict(zip(names, setup(folder, names, opt), strict=True))
-    for config in configs.values():
-        plan = config.parent / "plan.toml"
-        raw = read_toml(plan)
-        raw["gossip"]["mode"] = mode  # type: ignore[index]
-        raw["gossip"]["max_staleness"] = max_staleness  # type: ignore[index]
-        raw["gossip"]["staleness_alpha"] = alpha  # type: ignore[index]
-        raw["training"]["local_steps"] = local_steps  # type: ignore[index]
-        plan.write_text(dumps_document(raw))
+    edit_plans(configs.values(), {"gossip": {"mode": mode, "max_staleness": max_staleness,
+                                             "staleness_alpha": alpha},
+                                  "training": {"local_steps": local_steps}})
     procs = {}
     for name, config in configs.items():
         log = (folder / name / "node.log").open("w")

@@ -148,6 +148,8 @@ def transfers(reps: int) -> None:
 
 def consortium_rounds(folder: Path, outbound: tuple[str, ...], rounds: int) -> list[float]:
     """Round seconds (round 0 excluded) of a 3-node consortium, `outbound` through hospital-1."""
+    from plans import edit_plans
+
     from p2pfl.demo import DemoOptions, setup
     from p2pfl.files.roster_file import load_roster, write_roster
     from p2pfl.net.checkpoint import read_metrics
@@ -169,10 +171,8 @@ def consortium_rounds(folder: Path, outbound: tuple[str, ...], rounds: int) -> l
         raw["node"].update(relay=bool(outbound) and name == "hospital-1",
                            reachability="outbound" if name in outbound else "direct")
         config.write_text(dumps_document(raw))
-        plan = config.parent / "plan.toml"
-        text = plan.read_text().replace("hidden = [32]", f"hidden = [{HIDDEN}, {HIDDEN}]")
-        plan.write_text(text.replace("local_steps = 5", f"local_steps = {STEPS}")
-                        .replace("batch_size = 16", f"batch_size = {BATCH}"))
+    edit_plans(configs.values(), {"model": {"hidden": [HIDDEN, HIDDEN]},
+                                  "training": {"local_steps": STEPS, "batch_size": BATCH}})
     procs = [subprocess.Popen([sys.executable, "-m", "p2pfl", "node", "--config", str(c)],
                               stdout=subprocess.DEVNULL, stderr=(c.parent / "node.log").open("w"))
              for c in configs.values()]
