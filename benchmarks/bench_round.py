@@ -11,9 +11,11 @@ libp2p stack (bench_transfer's method). Floor = the median round of that trainin
 transfer; the overhead printed is round time / floor - 1 (target <= 20%): what the protocol adds
 (codec, signatures, checks, averaging, checkpoint, waiting for the slowest neighbour). Each
 node sends to 2 neighbours and receives from 2; the floor counts one transfer, as they overlap.
-(One process training alone is printed too: four processes on two vCPUs train more than twice
-as slowly as one, so nodes / cores x alone is not a floor this machine reaches.)
-Usage: python benchmarks/bench_round.py [--repeat N]
+Both synchronous modes run: `sync` (mix after training) and `overlap` (send the round's
+starting model while training; p2pfl.gossip.overlap). This VM's speed drifts by up to 40%
+within minutes, so each repeat measures the training floor before and after its two network
+runs and uses their mean, and the last lines give the median over the repeats.
+Usage: python benchmarks/bench_round.py [--repeat N] [--nodes 4] [--hidden 256] [--steps 200]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -40,44 +43,68 @@ from p2pfl.learning.models import build_model  # noqa: E402
 from p2pfl.learning.params import num_params  # noqa: E402
 from p2pfl.net.checkpoint import read_metrics  # noqa: E402
 
-ROUNDS, HIDDEN, STEPS, BATCH = 8, 256, 200, 64
+ROUNDS, BATCH = 8, 64
+MODES = ("sync", "overlap")  # the synchronous round modes, measured in the same run
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The network and its local training."""
+
+    nodes: int = 4
+    hidden: int = 256  # two hidden layers of this width
+    steps: int = 200  # local steps per round
+
+    def argv(self) -> list[str]:
+        return ["--nodes", str(self.nodes), "--hidden", str(self.hidden), "--steps", str(self.steps)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=1, help="network runs, each with its own floor")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="pairs of network runs, each with its own floor")
+    parser.add_argument("--nodes", type=int, default=Workload.nodes)
+    parser.add_argument("--hidden", type=int, default=Workload.hidden, help="width of the two hidden layers")
+    parser.add_argument("--steps", type=int, default=Workload.steps, help="local steps per round")
     parser.add_argument("--train-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    work = Workload(args.nodes, args.hidden, args.steps)
     if args.train_worker is not None:
-        print(json.dumps(train_rounds(args.train_worker)))
+        print(json.dumps(train_rounds(work, args.train_worker)))
         return
-    update_bytes = num_params(build_model("mlp", 64, 10, (HIDDEN, HIDDEN))) * 4 + 1024
-    print(f"4 nodes, ring, MLP {HIDDEN}-{HIDDEN} ({update_bytes / 1e6:.2f} MB update), "
-          f"{STEPS} local steps, {ROUNDS} rounds (round 0 excluded), {os.cpu_count()} CPUs")
-    for _ in range(args.repeat):
-        round_s, train_s = network_rounds()
-        together = statistics.median(train_together(4))
-        alone = statistics.median(train_rounds(0)[1:])
-        transfer = transfer_seconds(update_bytes)
-        floor = together + transfer
-        print(f"median round time                      {round_s * 1000:8.1f} ms")
-        print(f"local training inside the network      {train_s * 1000:8.1f} ms")
-        print(f"local training, 4 processes together   {together * 1000:8.1f} ms "
-              f"(one alone: {alone * 1000:.1f} ms)")
-        print(f"one update transfer                    {transfer * 1000:8.1f} ms")
-        print(f"floor = training together + transfer  {floor * 1000:8.1f} ms")
-        print(f"overhead = round time / floor - 1 = {round_s / floor - 1:+.1%} (target <= 20%)", flush=True)
+    hidden = (work.hidden, work.hidden)
+    update_bytes = num_params(build_model("mlp", 64, 10, hidden)) * 4 + 1024
+    print(f"{work.nodes} nodes, ring, MLP {work.hidden}-{work.hidden} ({update_bytes / 1e6:.2f} MB update), "
+          f"{work.steps} local steps, {ROUNDS} rounds (round 0 excluded), {os.cpu_count()} CPUs")
+    overheads: dict[str, list[float]] = {mode: [] for mode in MODES}
+    transfer = transfer_seconds(update_bytes)
+    print(f"one update transfer {transfer * 1000:.1f} ms")
+    for k in range(args.repeat):
+        before = statistics.median(train_together(work))
+        rounds = {mode: network_rounds(work, mode) for mode in MODES}
+        after = statistics.median(train_together(work))
+        floor = (before + after) / 2 + transfer
+        print(f"repeat {k + 1}: {work.nodes} processes training together {before * 1000:.0f} ms, then "
+              f"{after * 1000:.0f} ms; floor {floor * 1000:.0f} ms")
+        for mode, (round_s, train_s) in rounds.items():
+            overheads[mode].append(round_s / floor - 1)
+            print(f"  gossip.mode = {mode:<8} median round {round_s * 1000:4.0f} ms (training inside "
+                  f"{train_s * 1000:3.0f} ms): overhead {round_s / floor - 1:+.1%}", flush=True)
+    for mode, values in overheads.items():
+        print(f"gossip.mode = {mode:<8} overhead, median of {len(values)}: {statistics.median(values):+.1%} "
+              f"(range {min(values):+.0%} to {max(values):+.0%}; target <= 20%)")
 
 
-def network_rounds() -> tuple[float, float]:
-    """Median round and local training seconds of a 4-node network (round 0 excluded)."""
+def network_rounds(work: Workload, mode: str) -> tuple[float, float]:
+    """Median round and local training seconds of the network in gossip.mode `mode` (round 0
+    excluded)."""
     folder = Path(tempfile.mkdtemp(prefix="p2pfl-bench-round-"))
-    names = [f"hospital-{i + 1}" for i in range(4)]
-    opt = DemoOptions(nodes=4, rounds=ROUNDS, dataset="digits", partition="iid", folder=folder,
+    names = [f"hospital-{i + 1}" for i in range(work.nodes)]
+    opt = DemoOptions(nodes=work.nodes, rounds=ROUNDS, dataset="digits", partition="iid", folder=folder,
                       round_timeout=60.0)
     configs = setup(folder, names, opt)
-    edit_plans(configs, {"model": {"hidden": [HIDDEN, HIDDEN]},
-                         "training": {"local_steps": STEPS, "batch_size": BATCH}})
+    edit_plans(configs, {"model": {"hidden": [work.hidden, work.hidden]}, "gossip": {"mode": mode},
+                         "training": {"local_steps": work.steps, "batch_size": BATCH}})
     procs = [subprocess.Popen([sys.executable, "-m", "p2pfl", "node", "--config", str(c)],
                               stdout=subprocess.DEVNULL, stderr=(c.parent / "node.log").open("w"))
              for c in configs]
@@ -101,10 +128,11 @@ def transfer_seconds(update_bytes: int) -> float:
         server.wait()
 
 
-def train_together(n: int) -> list[float]:
-    """Per-round training seconds of n plain processes training at once (round 0 excluded)."""
-    workers = [subprocess.Popen([sys.executable, __file__, "--train-worker", str(i)], stdout=subprocess.PIPE,
-                                text=True) for i in range(n)]
+def train_together(work: Workload) -> list[float]:
+    """Per-round training seconds of one plain process per node training at once (round 0
+    excluded)."""
+    workers = [subprocess.Popen([sys.executable, __file__, "--train-worker", str(i), *work.argv()],
+                                stdout=subprocess.PIPE, text=True) for i in range(work.nodes)]
     times = []
     for w in workers:
         out, _ = w.communicate(timeout=600)
@@ -112,7 +140,7 @@ def train_together(n: int) -> list[float]:
     return times
 
 
-def train_rounds(shard: int) -> list[float]:
+def train_rounds(work: Workload, shard: int) -> list[float]:
     """Seconds of each round's local training of one node's shard, one torch thread."""
     import time
 
@@ -123,10 +151,10 @@ def train_rounds(shard: int) -> list[float]:
     from p2pfl.learning.trainer import OptimConfig, make_optimizer, train_steps
 
     torch.set_num_threads(1)
-    data = load_local("digits", shard, 4, partition_spec="iid")
-    model = build_model("mlp", data.input_shape, data.n_classes, (HIDDEN, HIDDEN))
+    data = load_local("digits", shard, work.nodes, partition_spec="iid")
+    model = build_model("mlp", data.input_shape, data.n_classes, (work.hidden, work.hidden))
     opt = make_optimizer(model, OptimConfig("sgd", 0.05))
-    plan = BatchPlan(data.plan_sizes, BATCH, STEPS, seed=0)
+    plan = BatchPlan(data.plan_sizes, BATCH, work.steps, seed=0)
     times = []
     for t in range(ROUNDS):
         batches = [s.index[data.plan_row] for s in plan.round(t)]

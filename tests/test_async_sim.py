@@ -172,7 +172,7 @@ def test_a_plan_in_async_mode_simulates_async(tmp_path):
     (["--speeds", "lognormal:-1"], "--speeds lognormal:SIGMA needs SIGMA >= 0"),
     (["--speeds", "slowest:0"], "--speeds slowest:F needs a positive F"),
     (["--speeds", "gamma:2"], "unknown form 'gamma'"),
-    (["--mode", "eventual"], "--mode must be sync or async, got 'eventual'"),
+    (["--mode", "eventual"], "--mode must be sync, overlap, async, got 'eventual'"),
     (["--max-staleness", "-1"], "--max-staleness must be at least 0"),
     (["--staleness-alpha", "-0.5"], "--staleness-alpha must be 0 or more"),
     (["--mode", "async", "--dp", "noise=1,clip=1"], "does not model --dp"),

@@ -22,8 +22,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-MODES = ("sync", "async")
-
 
 def discounts(ages: np.ndarray, alpha: float, max_staleness: int) -> np.ndarray:
     """s(a) for each age (clipped at 0), and 0 beyond `max_staleness`."""

@@ -180,8 +180,8 @@ def find_identity(settings: NodeSettings, key: Ed25519PrivateKey, roster: Roster
 
 def _machine(settings: NodeSettings, identity: Identity, membership: Membership, era: Era, learner: Learner,
              fmt: UpdateFormat, aggregator: Aggregator, start: int) -> RoundMachine | AsyncMachine:
-    """The round machine of gossip.mode: synchronous, with an epoch per later roster version;
-    or asynchronous (p2pfl.protocol.async_rounds), for a roster that does not change."""
+    """The round machine of gossip.mode: synchronous (overlapping or not), with an epoch per later
+    roster version; or asynchronous (p2pfl.protocol.async_rounds), for a roster that does not change."""
     g, t = settings.gossip, settings.training
     later = [e for e in membership.eras if e.start > era.start]
     if g.mode == "async":
@@ -194,11 +194,14 @@ def _machine(settings: NodeSettings, identity: Identity, membership: Membership,
         return AsyncMachine(identity.self_id, identity.members, era.topology, learner.specs, learner.params(),
                             start_round=start, rounds=t.rounds, validate=fmt.validator.check,
                             max_staleness=g.max_staleness, alpha=g.staleness_alpha)
+    if g.mode == "overlap" and fmt.choco is not None:
+        raise UserError(f"gossip.compression {g.compression} (CHOCO) needs gossip.mode = \"sync\": its "
+                        "public copies follow the trained models")
     # a catch-up needs the word of more members than the aggregator tolerates (rounds.py)
     machine = RoundMachine(identity.self_id, identity.members, era.topology, learner.specs,
                            learner.params(), start_round=start, rounds=t.rounds,
                            validate=fmt.validator.check, catch_up=fmt.choco is None,
-                           quorum=max(2, aggregator.tolerates() + 1))
+                           quorum=max(2, aggregator.tolerates() + 1), overlap=g.mode == "overlap")
     for e in later:
         machine.schedule(Epoch(e.start, tuple(e.members), e.topology))
     return machine

@@ -143,6 +143,7 @@ class Node(MembershipMixin):
         self.model_lock = trio.Lock()
         self.sends_in_flight = 0
         self.asynchronous = self.settings.gossip.mode == "async"
+        self.overlapping = self.settings.gossip.mode == "overlap"  # the send comes before training
         self.mailbox: dict[str, tuple[int, object]] = {}  # async: the newest update to send each peer
         self.host = None
         self.nursery: trio.Nursery | None = None
@@ -478,8 +479,11 @@ class Node(MembershipMixin):
             loss = await trio.to_thread.run_sync(self._train_sync, action.round, action.params, batches)
         if self.stopping.is_set():
             return
+        trained = time.monotonic()
         self.stats.setdefault(action.round, {}).update(
-            start=start, train_loss=loss, train_seconds=time.monotonic() - start)
+            start=start, train_loss=loss, train_seconds=trained - start, trained=trained)
+        if self.overlapping:  # the wait for the neighbours begins now, not at the send
+            self.nursery.start_soon(self._deadline, action.round)
         await self._dispatch(self.machine.local_model_ready(action.round, self._params()))
 
     def _train_sync(self, round: int, params: dict[str, torch.Tensor], batches: list[np.ndarray]) -> float:
@@ -504,14 +508,13 @@ class Node(MembershipMixin):
         return sum(losses) / len(losses) if losses else float("nan")
 
     async def _send_all(self, action: Send) -> None:
-        self.stats.setdefault(action.round, {})["sent"] = time.monotonic()
-        loss = self.stats.get(action.round, {}).get("train_loss", float("nan"))
+        loss = self.stats.get(action.round, {}).get("train_loss")  # None: sent before training
 
         def build():
             tensors, encoding = self.format.encoder.encode(action.round, action.params)
             return encode(self.key, round=action.round, fingerprint=self.fingerprint,
                           num_samples=len(self.data.y_train), weight=1.0, tensors=tensors,
-                          metrics={"train_loss": loss}, encoding=encoding,
+                          metrics={} if loss is None else {"train_loss": loss}, encoding=encoding,
                           consortium=self.membership.at(action.round).consortium)
 
         data = await trio.to_thread.run_sync(build)
@@ -523,7 +526,8 @@ class Node(MembershipMixin):
             return
         for peer in action.peers:
             self.nursery.start_soon(self._send_one, peer, action.round, data)
-        self.nursery.start_soon(self._deadline, action.round)
+        if not self.overlapping:
+            self.nursery.start_soon(self._deadline, action.round)
 
     def _post(self, peer: str, round: int, data) -> None:
         """Async gossip: send `peer` this update, or, while one to it is on the way, send this
@@ -789,7 +793,7 @@ class Node(MembershipMixin):
             "missing": stats.get("missing", []),
             "bytes_in": int(stats.get("bytes_in", 0)),
             "bytes_out": int(stats.get("bytes_out", 0)),
-            "wait_seconds": _span(stats, "sent", "aggregating"),
+            "wait_seconds": _span(stats, "trained", "aggregating"),
             "epsilon": round(self.epsilon(ended + 1), 4) if self.privacy.noise > 0 else None,
             "seconds": seconds,
         }

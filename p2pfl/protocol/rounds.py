@@ -3,8 +3,11 @@
 Round t at node i: train locally from x_i(t); send the result to the out-neighbours of round t;
 collect round-t updates from the in-neighbours until all have arrived or the deadline passes;
 combine with the mixing weights of row i, re-normalised over what arrived; checkpoint; go to
-t+1. Updates for a future round are buffered (at most max_ahead rounds ahead). Stale and
-duplicate updates are dropped; non-members and non-neighbours are rejected.
+t+1. With `overlap` (gossip.mode = "overlap", p2pfl.gossip.overlap) x_i(t) itself is sent, at
+the start of the round while training runs, the round-t models are combined with x_i(t), and the
+result gets the node's own training change y_i(t) - x_i(t) added. Updates for a future round are
+buffered (at most max_ahead rounds ahead). Stale and duplicate updates are dropped; non-members
+and non-neighbours are rejected.
 
 Catching up, and why one member cannot make anyone skip rounds
 ---------------------------------------------------------------
@@ -53,6 +56,7 @@ from dataclasses import dataclass, field
 import torch
 
 from p2pfl.gossip.mixing import renormalised_row
+from p2pfl.gossip.overlap import with_local_change
 from p2pfl.gossip.topology import Topology
 from p2pfl.protocol.checks import Spec, check_against
 from p2pfl.protocol.messages import InvalidMessage, ModelUpdate
@@ -173,12 +177,14 @@ class RoundMachine:
         validate: Callable[[ModelUpdate], State] | None = None,
         catch_up: bool = True,
         quorum: int = 2,
+        overlap: bool = False,
     ) -> None:
         """`validate` turns a decoded update into the tensors to combine, raising
         InvalidMessage (default: `check_against` the model's specs). Without `catch_up`,
         updates more than max_ahead rounds ahead are rejected instead of held as evidence (for
         updates that are not models, e.g. CHOCO's compressed differences). `quorum`: distinct
-        in-neighbours whose evidence a jump needs (see the module docstring); at least 2."""
+        in-neighbours whose evidence a jump needs (see the module docstring); at least 2.
+        `overlap`: send each round's starting model while training (see the module docstring)."""
         if quorum < 2:
             raise ValueError("a catch-up needs the word of at least 2 members")
         if self_id not in members:
@@ -194,6 +200,7 @@ class RoundMachine:
         self.validate = validate or (lambda update: check_against(update, specs))
         self.catch_up = catch_up
         self.quorum = quorum
+        self.overlap = overlap
         self.claims: dict[str, tuple[int, State]] = {}  # sender -> its latest far-ahead update
         self.jump: tuple[int, tuple[str, ...]] | None = None  # catch-up being aggregated: round, witnesses
         self.phase = Phase.TRAINING
@@ -230,7 +237,8 @@ class RoundMachine:
             self.phase = Phase.DONE
             return [Done(self.round)]
         self.phase = Phase.TRAINING
-        return [Train(self.round, self.params)]
+        train = Train(self.round, self.params)
+        return [self._send(self.params), train] if self.overlap else [train]
 
     def local_model_ready(self, round: int, params: State) -> list[Action]:
         """Local training of `round` finished with `params`."""
@@ -238,7 +246,7 @@ class RoundMachine:
             return []
         self.own = params
         self.phase = Phase.COLLECTING
-        actions: list[Action] = [Send(round, tuple(self.out_peers(round)), params)]
+        actions: list[Action] = [] if self.overlap else [self._send(params)]
         return actions + self._maybe_aggregate(deadline=False)
 
     def update_received(self, update: ModelUpdate) -> list[Action]:
@@ -280,6 +288,8 @@ class RoundMachine:
         """The driver finished the `Aggregate` of `round`: checkpoint and start the next round."""
         if round != self.round or self.phase is not Phase.AGGREGATING:
             return []
+        if self.overlap and self.jump is None and self.own is not None:
+            params = with_local_change(params, self.params, self.own)
         self.params = params
         self.own = None
         if self.jump is not None:
@@ -360,6 +370,9 @@ class RoundMachine:
         weights = (1.0 / len(states),) * len(states)
         return [Aggregate(self.round, witnesses, weights, states, catch_up_to=target)]
 
+    def _send(self, params: State) -> Send:
+        return Send(self.round, tuple(self.out_peers(self.round)), params)
+
     def _maybe_aggregate(self, deadline: bool) -> list[Action]:
         if self.phase is not Phase.COLLECTING:
             return []
@@ -372,6 +385,6 @@ class RoundMachine:
         raw = [row.get(self.self_id, 0.0)] + [row.get(p, 0.0) for p in senders]
         weights = renormalised_row(raw)
         self.phase = Phase.AGGREGATING
-        states = (self.own,) + tuple(arrived[p] for p in senders)
+        states = (self.params if self.overlap else self.own,) + tuple(arrived[p] for p in senders)
         missing = tuple(p for p in expected if p not in arrived)
         return [Aggregate(self.round, senders, weights, states, missing)]

@@ -147,9 +147,12 @@ MIXING = Concept("metropolis_hastings", "mixing weights: metropolis_hastings, ma
 AGGREGATOR = Concept("mean", choices.aggregator_help, _aggregator)
 COMPRESSION = Concept("none", choices.compression_help, _compression)
 DP_DELTA = Concept(1e-5, "DP-SGD: epsilon is reported at this delta")
-GOSSIP_MODE = Concept("sync", "sync: every round waits for the in-neighbours (or the deadline); async: "
-                      "no barrier, each node mixes the latest model it holds from each in-neighbour, "
-                      "discounted by its staleness (p2pfl.gossip.staleness)", one_of("sync", "async"))
+GOSSIP_MODE = Concept("sync", "sync: every round waits for the in-neighbours (or the deadline); overlap: "
+                      "the same rounds, but a node sends the model it starts a round with and trains "
+                      "while its neighbours' arrive, then mixes them and adds its own training's change "
+                      "(D-PSGD as Lian et al. 2017 write it); async: no barrier, each node mixes the "
+                      "latest model it holds from each in-neighbour, discounted by its staleness "
+                      "(p2pfl.gossip.staleness)", one_of("sync", "overlap", "async"))
 MAX_STALENESS = Concept(4, "async: models more than this many local rounds old are left out of a mix",
                         at_least(0))
 STALENESS_ALPHA = Concept(0.5, "async: a model a rounds old counts (1 + a) ** -alpha of its weight",

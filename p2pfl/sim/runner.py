@@ -15,6 +15,7 @@ import torch
 
 from p2pfl.errors import UserError
 from p2pfl.evaluation.metrics import training_metrics
+from p2pfl.gossip.overlap import with_local_change
 from p2pfl.gossip.topology import Topology, build_topology
 from p2pfl.learning.batches import BatchPlan, Step
 from p2pfl.learning.datasets import Dataset, load_dataset
@@ -114,8 +115,11 @@ def validate(cfg: SimConfig) -> None:
     for key in ("local_steps", "local_epochs"):
         if getattr(cfg, key) is not None and getattr(cfg, key) < 1:
             raise UserError(f"--{key.replace('_', '-')} must be at least 1")
-    parse_robustness(cfg)
+    opts = parse_robustness(cfg)
     check_settings(cfg)
+    if cfg.mode == "overlap" and opts.compression.choco:
+        raise UserError(f"--compression {opts.compression.name} (CHOCO) needs --mode sync: its public "
+                        "copies follow the trained models")
 
 
 def timed(cfg: SimConfig) -> bool:
@@ -248,6 +252,7 @@ def _run(
     budget = None if opts.dp is None else PrivacyBudget(opts.dp, data.sizes, batch)
     exchange = None if topo is None or opts.plain else Exchange(opts, engine.params(), bad, cfg.seed)
     subset = _eval_subset(data, cfg.seed)
+    overlap = cfg.mode == "overlap" and topo is not None
     sent = 0.0
     counted: tuple[sp.csr_matrix | None, float] = (None, 0.0)  # (W, its bytes per node)
     phases = {} if phases is None else phases
@@ -257,9 +262,13 @@ def _run(
         if budget is not None:
             budget.add(steps)
         lap = time.perf_counter()
+        start = engine.params().clone() if overlap else None
         losses = engine.local_round(steps)
         lap = _lap(phases, "training", lap)
         if topo is not None:
+            if start is not None:  # mix the models the round started with (p2pfl.gossip.overlap)
+                trained = engine.params()
+                engine.set_params(start.clone())
             w = topo.mixing(t)
             if exchange is None:
                 engine.mix(w)
@@ -270,6 +279,8 @@ def _run(
                 new, sent_now = exchange.step(engine.params(), w, faults)
                 engine.set_params(new)
                 sent += sent_now
+            if start is not None:
+                engine.set_params(with_local_change(engine.params(), start, trained))
         lap = _lap(phases, "communication", lap)
         if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
             flat, bufs = engine.params(), engine.buffers()

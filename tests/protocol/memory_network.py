@@ -38,7 +38,8 @@ class Network:
     """N machines, each with its own model, optimizer and data; messages go through the codec."""
 
     def __init__(self, topology: str = "ring", silent: dict[int, set[int]] | None = None,
-                 delivered: Delivery | None = None, aggregator: Aggregator | None = None):
+                 delivered: Delivery | None = None, aggregator: Aggregator | None = None,
+                 overlap: bool = False):
         _, self.data, self.topo = prepare(sim_config(topology))
         self.template = build_model("mlp", 64, 10, (HIDDEN,), seed=0)
         self.keys = [generate_key() for _ in range(N)]
@@ -50,8 +51,9 @@ class Network:
         specs = param_specs(self.template)
         self.fp = fingerprint(specs)
         self.machines = [
-            RoundMachine(self.ids[i], self.ids, self.topo, specs, dict(self.models[i].named_parameters()),
-                         rounds=ROUNDS)
+            RoundMachine(self.ids[i], self.ids, self.topo, specs,
+                         {k: v.detach().clone() for k, v in self.models[i].named_parameters()},
+                         rounds=ROUNDS, overlap=overlap)
             for i in range(N)
         ]
         silent = silent or {}  # round -> nodes whose sends are lost
@@ -100,8 +102,11 @@ class Network:
                 for name, p in self.models[i].named_parameters():
                     p.copy_(new[name])
             return m.aggregated(action.round, new)
-        if isinstance(action, Checkpoint):
+        if isinstance(action, Checkpoint):  # the model the next round starts from
             self.checkpoints[i].append(action.round)
+            with torch.no_grad():
+                for name, p in self.models[i].named_parameters():
+                    p.copy_(action.params[name])
         return []
 
     def params(self) -> torch.Tensor:
