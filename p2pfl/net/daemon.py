@@ -17,6 +17,7 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -144,7 +145,7 @@ class Node(MembershipMixin):
         self.sends_in_flight = 0
         self.asynchronous = self.settings.gossip.mode == "async"
         self.overlapping = self.settings.gossip.mode == "overlap"  # the send comes before training
-        self.mailbox: dict[str, tuple[int, object]] = {}  # async: the newest update to send each peer
+        self.mailbox: dict[str, Outgoing] = {}  # async: the newest update to send each peer
         self.host = None
         self.nursery: trio.Nursery | None = None
 
@@ -517,42 +518,43 @@ class Node(MembershipMixin):
                           metrics={} if loss is None else {"train_loss": loss}, encoding=encoding,
                           consortium=self.membership.at(action.round).consortium)
 
-        data = await trio.to_thread.run_sync(build)
+        out = await trio.to_thread.run_sync(lambda: Outgoing.of(action.round, build()))
         self._set_state(State.EXCHANGING)
         self._wired(action.round).set()
         if self.asynchronous:
             for peer in action.peers:
-                self._post(peer, action.round, data)
+                self._post(peer, out)
             return
         for peer in action.peers:
-            self.nursery.start_soon(self._send_one, peer, action.round, data)
+            self.nursery.start_soon(self._send_one, peer, out)
         if not self.overlapping:
             self.nursery.start_soon(self._deadline, action.round)
 
-    def _post(self, peer: str, round: int, data) -> None:
+    def _post(self, peer: str, out: Outgoing) -> None:
         """Async gossip: send `peer` this update, or, while one to it is on the way, send this
         one after it instead of any older one waiting (a peer gets the newest, one at a time)."""
         if self.status_gossip.is_done(peer):
             return  # it finished every round: it reads no more updates
         waiting = peer in self.mailbox
-        self.mailbox[peer] = (round, data)
+        self.mailbox[peer] = out
         if not waiting:
             self.nursery.start_soon(self._drain, peer)
 
     async def _drain(self, peer: str) -> None:
         while peer in self.mailbox:
-            round, data = self.mailbox[peer]
-            await self._send_one(peer, round, data)
-            if self.mailbox.get(peer, (None, None))[1] is data:
+            out = self.mailbox[peer]
+            await self._send_one(peer, out)
+            if self.mailbox.get(peer) is out:
                 del self.mailbox[peer]
 
     async def _deadline(self, round: int) -> None:
         await trio.sleep(self.settings.gossip.round_timeout)
         await self._dispatch(self.machine.deadline_passed(round))
 
-    async def _send_one(self, peer: str, round: int, data) -> None:
+    async def _send_one(self, peer: str, out: Outgoing) -> None:
         """Deliver one update, retrying (a peer that is starting or restarting) until the
         round deadline."""
+        round, data = out.round, out.data
         self.sends_in_flight += 1
         give_up = trio.current_time() + self.settings.gossip.round_timeout
         try:
@@ -561,7 +563,7 @@ class Node(MembershipMixin):
                     ack = await self._deliver(peer, round, data)
                     self._count(round, "bytes_out", len(data))
                     self._audit("update_sent", round=round, peer=self.names[peer],
-                                digest=await trio.to_thread.run_sync(_digest, data), ack=ack.name.lower())
+                                digest=out.digest, ack=ack.name.lower())
                     if ack is transfer.Ack.DROPPED:
                         self.log.info("send_dropped", peer=self.names[peer], round=round)
                     return
@@ -569,7 +571,7 @@ class Node(MembershipMixin):
                     self.log.warn_limited("send_rejected", peer, peer=self.names[peer], round=round,
                                           reason=str(exc))
                     self._audit("update_sent", round=round, peer=self.names[peer],
-                                digest=await trio.to_thread.run_sync(_digest, data), ack="refused",
+                                digest=out.digest, ack="refused",
                                 reason=str(exc))
                     return
                 except Exception as exc:  # noqa: BLE001 - a failed peer must never stop this node
@@ -849,6 +851,20 @@ def _check_listen(listen: str) -> None:
 
 def _span(stats: dict, a: str, b: str) -> float | None:
     return round(stats[b] - stats[a], 4) if a in stats and b in stats else None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One signed update ready to send: its round, its bytes and their SHA-256 (hashed once for
+    the audit lines of every peer it goes to)."""
+
+    round: int
+    data: object
+    digest: str
+
+    @classmethod
+    def of(cls, round: int, data) -> Outgoing:
+        return cls(round, data, _digest(data))
 
 
 def _digest(data) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import trio
 
-from p2pfl.net.daemon import Node
+from p2pfl.net.daemon import Node, Outgoing
 from p2pfl.protocol.codec import encode
 from p2pfl.protocol.rounds import Send, Train
 from p2pfl.settings.load import node_settings
@@ -44,12 +44,12 @@ class LastRoundNode(Node):
         last = self.settings.training.rounds - 1
         if action.round >= last:
             return
-        lie = await trio.to_thread.run_sync(lambda: encode(
+        lie = await trio.to_thread.run_sync(lambda: Outgoing.of(last, encode(
             self.key, round=last, fingerprint=self.fingerprint, num_samples=1, weight=1.0,
-            tensors=action.params, consortium=self.consortium))
+            tensors=action.params, consortium=self.consortium)))
         self.log.warn("byzantine_send", round=action.round, claims_round=last)
         for peer in action.peers:
-            self.nursery.start_soon(self._send_one, peer, last, lie)
+            self.nursery.start_soon(self._send_one, peer, lie)
 
 
 ATTACKS = {"sign_flip": SignFlipNode, "last_round": LastRoundNode}
