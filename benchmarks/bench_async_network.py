@@ -1,6 +1,7 @@
 """Sync vs async gossip on a real 4-node network with one node slowed 4x (issue 15, item 1).
 
-Four `p2pfl node` processes on 127.0.0.1 (ring, digits, MLP 32, the demo's set-up otherwise),
+Four `p2pfl node` processes on 127.0.0.1 (ring, digits split iid as in the simulated part, or
+--partition, MLP 32, the demo's set-up otherwise),
 once with `gossip.mode = "sync"` and once with `"async"`, in the same run. Once every node has
 passed its start quorum, hospital-4 is slowed down 4x from outside: this script stops it
 (SIGSTOP) for 3/4 of every 100 ms and lets it run (SIGCONT) for the rest, so every part of it
@@ -11,7 +12,7 @@ time stamps), and the final mean accuracy; then the ratio sync / async (target: 
 and the accuracy difference (target: within 1 point).
 
 Usage: python benchmarks/bench_async_network.py [--rounds 30] [--local-steps 10]
-       [--max-staleness 16] [--alpha 0.5]
+       [--max-staleness 16] [--alpha 0.5] [--partition iid|dirichlet:A]
 """
 
 from __future__ import annotations
@@ -56,11 +57,12 @@ def slow_down(pid: int, stop: threading.Event) -> None:
 
 
 def run(mode: str, rounds: int, local_steps: int, max_staleness: int = 16,
-        alpha: float = 0.5) -> dict[str, list[tuple[float, float]]]:
+        alpha: float = 0.5, partition: str = "iid") -> dict[str, list[tuple[float, float]]]:
     """Each node's (seconds since the first node started, validation accuracy) per round."""
     folder = Path(tempfile.mkdtemp(prefix=f"p2pfl-async-{mode}-"))
     names = [f"hospital-{i + 1}" for i in range(4)]
-    opt = DemoOptions(nodes=4, rounds=rounds, folder=folder, round_timeout=60.0, dataset="digits")
+    opt = DemoOptions(nodes=4, rounds=rounds, folder=folder, round_timeout=60.0, dataset="digits",
+                      partition=partition)
     configs = dict(zip(names, setup(folder, names, opt), strict=True))
     edit_plans(configs.values(), {"gossip": {"mode": mode, "max_staleness": max_staleness,
                                              "staleness_alpha": alpha},
@@ -124,15 +126,21 @@ def main() -> None:
     ap.add_argument("--local-steps", type=int, default=10)
     ap.add_argument("--max-staleness", type=int, default=16)
     ap.add_argument("--alpha", type=float, default=0.5, help="gossip.staleness_alpha")
+    ap.add_argument("--partition", default="iid",
+                    help="how the digits are split: iid (as in bench_async.py's simulated part) "
+                    "or dirichlet:A")
     args = ap.parse_args()
     curves, finals = {}, {}
     for mode in ("sync", "async"):
-        series = run(mode, args.rounds, args.local_steps, args.max_staleness, args.alpha)
+        series = run(mode, args.rounds, args.local_steps, args.max_staleness, args.alpha, args.partition)
         curves[mode] = mean_over_time(series)
         finals[mode] = sum(s[-1][1] for s in series.values()) / len(series)
+        print(f"  {mode:5s} final accuracy per node: "
+              + ", ".join(f"{n} {s[-1][1]:.4f}" for n, s in sorted(series.items())), flush=True)
     target = 0.95 * finals["sync"]
     times = {mode: time_to(curves[mode], target) for mode in curves}
-    print(f"real 4-node ring, {SLOW} slowed {SLOWDOWN:g}x, {args.rounds} rounds, target accuracy "
+    print(f"real 4-node ring, {args.partition}, {SLOW} slowed {SLOWDOWN:g}x, {args.rounds} rounds, "
+          f"target accuracy "
           f"{target:.4f} (95% of sync's final {finals['sync']:.4f})")
     for mode in ("sync", "async"):
         print(f"  {mode:5s}: reached the target after {times[mode]:6.2f} s; final mean accuracy "
