@@ -178,6 +178,7 @@ def test_a_plan_in_async_mode_simulates_async(tmp_path):
     (["--mode", "async", "--dp", "noise=1,clip=1"], "does not model --dp"),
     (["--mode", "async", "--aggregator", "median"], "does not model --aggregator median"),
     (["--mode", "async", "--device", "cuda"], "--device cuda: --mode async trains one node at a time"),
+    (["--mode", "overlap", "--compression", "topk:fraction=0.1"], "topk (CHOCO) needs --mode sync"),
 ])
 def test_bad_async_input_is_one_line_exit_2(extra, message, capsys):
     small = ["simulate", "--dataset", "breast_cancer", "--model", "logreg", "--nodes", "4", "--topology",
