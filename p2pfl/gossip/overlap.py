@@ -9,7 +9,8 @@ its local step on x_i(t) while it sends x_i(t) to its neighbours and receives th
 training instead, x_i(t+1) = sum_j W_ij y_j(t), so a node that has trained waits for its
 neighbours to finish training; with `overlap` it waits only for them to *start* the round, and
 the models it needs usually arrived while it trained. With a doubly stochastic W the network
-average moves exactly as under `sync`; the nodes' models differ by one round's local change.
+average follows the same rule in both modes (it moves by the mean of the local changes); each
+node's own model carries its last local change unmixed.
 The same rule runs in the simulator (`p2pfl.sim.runner`) and the daemon (`RoundMachine`).
 """
 

@@ -77,7 +77,8 @@ def test_overlap_mode_protocol_and_simulator_agree(engine):
     assert overlap is not None and plain is not None
     assert (net.params() - overlap).abs().max().item() < 1e-5
     assert (overlap - plain).abs().max().item() > 1e-3  # a different rule, not sync under a new name
-    # the network average moves the same (W is doubly stochastic, round 0 starts from one model)
+    # the average moves by the mean local change in both (W is doubly stochastic; from one model
+    # at round 0 the local changes are the same, so after one round the averages are equal)
     one = simulate(replace(sim_config(engine=engine, mode="overlap"), rounds=1)).main.final_params
     one_sync = simulate(replace(sim_config(engine=engine), rounds=1)).main.final_params
     assert (one.mean(0) - one_sync.mean(0)).abs().max().item() < 1e-6
