@@ -17,7 +17,7 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -518,7 +518,7 @@ class Node(MembershipMixin):
                           metrics={} if loss is None else {"train_loss": loss}, encoding=encoding,
                           consortium=self.membership.at(action.round).consortium)
 
-        out = await trio.to_thread.run_sync(lambda: Outgoing.of(action.round, build()))
+        out = Outgoing(action.round, await trio.to_thread.run_sync(build))
         self._set_state(State.EXCHANGING)
         self._wired(action.round).set()
         if self.asynchronous:
@@ -563,7 +563,7 @@ class Node(MembershipMixin):
                     ack = await self._deliver(peer, round, data)
                     self._count(round, "bytes_out", len(data))
                     self._audit("update_sent", round=round, peer=self.names[peer],
-                                digest=out.digest, ack=ack.name.lower())
+                                digest=await out.digest(), ack=ack.name.lower())
                     if ack is transfer.Ack.DROPPED:
                         self.log.info("send_dropped", peer=self.names[peer], round=round)
                     return
@@ -571,7 +571,7 @@ class Node(MembershipMixin):
                     self.log.warn_limited("send_rejected", peer, peer=self.names[peer], round=round,
                                           reason=str(exc))
                     self._audit("update_sent", round=round, peer=self.names[peer],
-                                digest=out.digest, ack="refused",
+                                digest=await out.digest(), ack="refused",
                                 reason=str(exc))
                     return
                 except Exception as exc:  # noqa: BLE001 - a failed peer must never stop this node
@@ -853,18 +853,21 @@ def _span(stats: dict, a: str, b: str) -> float | None:
     return round(stats[b] - stats[a], 4) if a in stats and b in stats else None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Outgoing:
-    """One signed update ready to send: its round, its bytes and their SHA-256 (hashed once for
-    the audit lines of every peer it goes to)."""
+    """One signed update to send: its round and bytes. Their SHA-256 for the audit log is taken
+    after the first delivery (off the sending path) and reused for every other peer."""
 
     round: int
     data: object
-    digest: str
+    _digest: str | None = None
+    _hashing: trio.Lock = field(default_factory=trio.Lock)
 
-    @classmethod
-    def of(cls, round: int, data) -> Outgoing:
-        return cls(round, data, _digest(data))
+    async def digest(self) -> str:
+        async with self._hashing:
+            if self._digest is None:
+                self._digest = await trio.to_thread.run_sync(_digest, self.data)
+        return self._digest
 
 
 def _digest(data) -> str:

@@ -44,7 +44,7 @@ class LastRoundNode(Node):
         last = self.settings.training.rounds - 1
         if action.round >= last:
             return
-        lie = await trio.to_thread.run_sync(lambda: Outgoing.of(last, encode(
+        lie = Outgoing(last, await trio.to_thread.run_sync(lambda: encode(
             self.key, round=last, fingerprint=self.fingerprint, num_samples=1, weight=1.0,
             tensors=action.params, consortium=self.consortium)))
         self.log.warn("byzantine_send", round=action.round, claims_round=last)

@@ -2,8 +2,8 @@
 and which canary test fails once the library no longer needs it.
 
 - `inbound`: the inbound-limiter leak (one token per connection, for ever) and a per-IP cap.
-- `throughput`: bulk transfers at 0.1x of a raw socket: 1 MiB Yamux frames, buffered TCP reads,
-  one socket write per Noise write.
+- `throughput`: bulk transfers (stock: 0.1x of a raw socket): 1 MiB Yamux frames, buffered TCP
+  reads, one socket write per Noise write.
 """
 
 from p2pfl.net.libp2p_fixes.inbound import (
