@@ -11,6 +11,9 @@ def test_async_nodes_go_on_while_a_member_is_stopped(consortium):
     c.configure("training", "local_steps = 20")
     c.start()
     c.wait_for(lambda: len(c.metrics("hospital-3")) >= 3, what="three rounds")
+    # a model of hospital-3 has reached hospital-2 (under load its first send can lag its rounds)
+    c.wait_for(lambda: any("hospital-3" in r["heard_from"] for r in c.metrics("hospital-2")),
+               what="hospital-2 to hold a model of hospital-3")
     c.signal("hospital-3", signal.SIGSTOP)  # frozen: in sync its neighbours would wait 30 s a round
     try:
         before = {n: len(c.metrics(n)) for n in ("hospital-1", "hospital-2", "hospital-4")}
